@@ -1,0 +1,188 @@
+/*
+ * daemon.h - struct sp_daemon, which owns everything the process runs, and
+ * the functions the daemon's files call on each other.
+ *
+ * Everything runs on one libuv loop thread. Handles reach the daemon through
+ * handle->data. Files: main.c (CLI, signals, systemd, lifecycle), kafka.c
+ * (consumer and dead-letter producer), redis.c (connection), pipeline.c
+ * (partitions, batches, exactly-once flushes).
+ */
+#ifndef SP_DAEMON_H
+#define SP_DAEMON_H
+
+#include <hiredis/async.h>
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "batch.h"
+#include "config.h"
+#include "event.h"
+#include "log.h"
+
+#define SP_REASONS_MAX 32
+
+typedef struct sp_daemon sp_daemon;
+
+/* ---- redis.c ---- */
+
+typedef enum { SP_REDIS_DOWN, SP_REDIS_CONNECTING, SP_REDIS_READY } sp_redis_state;
+
+/* Called with the reply, or with NULL when the connection died first. */
+typedef void sp_redis_reply_cb(sp_daemon *d, redisReply *reply, void *priv);
+
+typedef struct sp_redis {
+    redisAsyncContext *ac;
+    sp_redis_state state;
+    uint64_t generation;     /* bumped on every new connection */
+    char sha[41];            /* of sp_apply_script, once loaded */
+    uv_timer_t timer;        /* reconnect backoff and reply timeouts */
+    uint64_t backoff_ms;
+    uint64_t connect_started_ms;
+    uint64_t inflight;       /* commands awaiting a reply */
+    uint64_t progress_ms;    /* last reply, or when inflight became > 0 */
+    uint64_t errors, reconnects;
+    int closing;
+} sp_redis;
+
+void sp_redis_start(sp_daemon *d);
+/* Sends a RESP-encoded command. Only while READY. The callback is called
+ * exactly once, on the loop thread. */
+void sp_redis_send(sp_daemon *d, const char *cmd, size_t len,
+                   sp_redis_reply_cb *cb, void *priv);
+/* Like sp_redis_send, with printf-style arguments as hiredis takes them. */
+void sp_redis_sendf(sp_daemon *d, sp_redis_reply_cb *cb, void *priv,
+                    const char *fmt, ...);
+/* Drops the connection (pending callbacks get NULL) and reconnects later. */
+void sp_redis_reset(sp_daemon *d, const char *why);
+void sp_redis_close(sp_daemon *d);
+
+/* ---- pipeline.c ---- */
+
+typedef enum {
+    SP_PART_ASSIGNING, /* waiting for the stored offset */
+    SP_PART_ACTIVE,
+    SP_PART_REVOKING   /* waiting for its in-flight batch */
+} sp_part_state;
+
+typedef struct sp_part {
+    char *topic;
+    int32_t partition;
+    sp_part_state state;
+    int64_t stored;         /* offset stored in Redis; -1: none */
+    int64_t next;           /* next offset to take in; -1: unknown yet */
+    sp_batch *pending;      /* events not yet sent */
+    uint64_t pending_gen;   /* names the pending batch for DLQ reports */
+    int64_t pending_dlq;    /* its dead-letter messages not yet delivered */
+    sp_batch *inflight;     /* sent, not acknowledged */
+    sp_buf inflight_cmd;
+    int64_t inflight_to;
+    int inflight_sent;      /* 0: must be (re)sent */
+    int64_t end_at_start;   /* --drain: high watermark seen at start */
+    int64_t low_at_start;
+    int eof;
+    int want_offsets;       /* ASSIGNING: stored offset still to be asked */
+} sp_part;
+
+int sp_pipeline_on_message(sp_daemon *d, rd_kafka_message_t *rkm, int64_t now_ms);
+void sp_pipeline_on_assign(sp_daemon *d, rd_kafka_topic_partition_list_t *parts);
+void sp_pipeline_on_revoke(sp_daemon *d, rd_kafka_topic_partition_list_t *parts);
+void sp_pipeline_on_redis_ready(sp_daemon *d);
+void sp_pipeline_on_dlq_delivered(sp_daemon *d, const char *topic,
+                                  int32_t partition, uint64_t gen);
+/* Flushes what can be flushed; force ignores the size threshold. */
+void sp_pipeline_flush(sp_daemon *d, int force);
+/* True when nothing is pending, in flight or awaiting dead-letter delivery. */
+int sp_pipeline_idle(sp_daemon *d);
+/* --drain: true once every assigned partition reached its start end. */
+int sp_pipeline_drained(sp_daemon *d);
+/* Completes revocations whose in-flight batches are settled. */
+void sp_pipeline_progress_revoke(sp_daemon *d);
+void sp_pipeline_free(sp_daemon *d);
+
+/* ---- kafka.c ---- */
+
+int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz);
+/* Produces a bad message unchanged to the dead-letter topic. Returns 1 if
+ * a delivery report will follow, 0 if the DLQ is off. */
+int sp_kafka_dead_letter(sp_daemon *d, const rd_kafka_message_t *rkm,
+                         const char *reason, uint64_t gen);
+void sp_kafka_store_offset(sp_daemon *d, const char *topic, int32_t partition,
+                           int64_t offset);
+void sp_kafka_assign(sp_daemon *d, rd_kafka_topic_partition_list_t *parts);
+void sp_kafka_unassign(sp_daemon *d, rd_kafka_topic_partition_list_t *parts);
+void sp_kafka_pause(sp_daemon *d, int pause);
+/* Begins the consumer close; sp_kafka_closed() tells when it is done. */
+void sp_kafka_close(sp_daemon *d);
+int sp_kafka_closed(sp_daemon *d);
+void sp_kafka_free(sp_daemon *d);
+
+/* ---- the daemon ---- */
+
+typedef struct sp_reason_count {
+    char reason[40];
+    uint64_t n;
+} sp_reason_count;
+
+struct sp_daemon {
+    uv_loop_t *loop;
+    sp_config cfg;
+    const char *config_path;
+    char **sets;             /* --set overrides, kept for SIGHUP */
+    int n_sets;
+    int drain;               /* --drain */
+    int stopping;            /* stop requested: flush, commit, exit */
+    int exit_code;
+
+    /* kafka.c */
+    rd_kafka_t *rk;          /* consumer */
+    rd_kafka_queue_t *rkq;   /* its consumer queue */
+    int rk_pipe[2];
+    uv_poll_t rk_poll;
+    uv_timer_t rk_timer;
+    rd_kafka_t *dlq;         /* dead-letter producer, NULL if off */
+    int dlq_pipe[2];
+    uv_poll_t dlq_poll;
+    int kafka_closing;
+    int cooperative;
+    rd_kafka_topic_partition_list_t *watermarks; /* --drain: ends at start */
+    int assigned_once;
+    rd_kafka_topic_partition_list_t *revoking; /* awaiting in-flight batches */
+
+    /* redis.c */
+    sp_redis redis;
+
+    /* pipeline.c */
+    sp_part **parts;
+    size_t n_parts, cap_parts;
+    uint64_t next_gen;
+    uint64_t pending_events; /* across partitions, for backpressure */
+    int paused;
+    uv_timer_t flush_timer;
+
+    /* main.c */
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t stop_timer;
+    uv_timer_t stats_timer;
+    uv_timer_t watchdog_timer;
+    uint64_t stop_started_ms;
+    int ready_notified;
+    int finishing;
+
+    /* counters (exposed in logs now, /metrics later) */
+    uint64_t events_by_type[SP_EV__COUNT];
+    uint64_t bad_total;
+    sp_reason_count bad_by_reason[SP_REASONS_MAX];
+    uint64_t flushes, flushed_events, fenced;
+    sp_ratelimit rl_kafka_err, rl_redis_err, rl_bad;
+};
+
+/* Milliseconds of the wall clock. */
+int64_t sp_wall_ms(void);
+/* Requests a graceful stop (idempotent). */
+void sp_daemon_stop(sp_daemon *d, int exit_code);
+/* Re-evaluates whether the stop or the drain can progress. */
+void sp_daemon_check_progress(sp_daemon *d);
+void sp_daemon_count_bad(sp_daemon *d, const char *reason);
+
+#endif

@@ -1,0 +1,507 @@
+/*
+ * pipeline.c - partitions, their batches, and the exactly-once flush.
+ *
+ * Each assigned partition owns a pending batch (events taken in, not yet
+ * sent) and at most one in-flight batch (sent to Redis, not acknowledged).
+ * A flush encodes the pending batch as one call of the apply script, which
+ * checks the partition's stored offset, applies all deltas and advances the
+ * offset atomically. Only after Redis acknowledged is the offset stored for
+ * Kafka's own commit. A batch is flushed only once the dead-letter copies of
+ * its bad messages are delivered, so a crash can duplicate a dead letter
+ * but never lose one.
+ *
+ * Assignments wait for the stored offsets: the rebalance callback asks
+ * Redis, and the partitions are assigned, at those offsets, when it answers.
+ * Revocations wait for the partitions' in-flight batches; their pending
+ * events are dropped and will be consumed again by the next owner.
+ */
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+
+/* Flush right after an acknowledgement once this many events wait. */
+#define SP_FLUSH_EAGER_EVENTS 20000
+
+static sp_part *sp__part_find(sp_daemon *d, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < d->n_parts; i++) {
+        sp_part *p = d->parts[i];
+        if (p->partition == partition && strcmp(p->topic, topic) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+static sp_part *sp__part_new(sp_daemon *d, const char *topic, int32_t partition)
+{
+    sp_part *p = sp_xcalloc(1, sizeof(*p));
+    p->topic = sp_xstrdup(topic);
+    p->partition = partition;
+    p->stored = -1;
+    p->next = -1;
+    p->pending = sp_batch_new();
+    p->pending_gen = ++d->next_gen;
+    sp_buf_init(&p->inflight_cmd);
+    p->end_at_start = -1;
+    p->low_at_start = 0;
+    if (d->watermarks != NULL) {
+        rd_kafka_topic_partition_t *w =
+            rd_kafka_topic_partition_list_find(d->watermarks, topic, partition);
+        if (w != NULL) {
+            p->end_at_start = w->offset;
+            p->low_at_start = (int64_t)(intptr_t)w->opaque;
+        }
+    }
+    if (d->n_parts == d->cap_parts) {
+        d->cap_parts = d->cap_parts ? d->cap_parts * 2 : 16;
+        d->parts = sp_xrealloc(d->parts, d->cap_parts * sizeof(*d->parts));
+    }
+    d->parts[d->n_parts++] = p;
+    return p;
+}
+
+static void sp__part_free(sp_part *p)
+{
+    if (p == NULL)
+        return;
+    sp_batch_free(p->pending);
+    sp_batch_free(p->inflight);
+    sp_buf_free(&p->inflight_cmd);
+    free(p->topic);
+    free(p);
+}
+
+static void sp__part_remove(sp_daemon *d, sp_part *p)
+{
+    for (size_t i = 0; i < d->n_parts; i++)
+        if (d->parts[i] == p) {
+            d->parts[i] = d->parts[--d->n_parts];
+            break;
+        }
+    d->pending_events -= sp_batch_events(p->pending) + sp_batch_bad(p->pending);
+    sp__part_free(p);
+}
+
+void sp_pipeline_free(sp_daemon *d)
+{
+    for (size_t i = 0; i < d->n_parts; i++)
+        sp__part_free(d->parts[i]);
+    free(d->parts);
+    d->parts = NULL;
+    d->n_parts = d->cap_parts = 0;
+}
+
+/* ---- backpressure ---- */
+
+static void sp__backpressure(sp_daemon *d)
+{
+    uint64_t cap = (uint64_t)d->cfg.max_pending_events;
+    if (!d->paused && d->pending_events >= cap) {
+        sp_info("pipeline", "pausing fetch pending_events=%" PRIu64, d->pending_events);
+        d->paused = 1;
+        sp_kafka_pause(d, 1);
+    } else if (d->paused && d->pending_events < cap / 2) {
+        sp_info("pipeline", "resuming fetch pending_events=%" PRIu64, d->pending_events);
+        d->paused = 0;
+        sp_kafka_pause(d, 0);
+    }
+}
+
+/* ---- messages in ---- */
+
+int sp_pipeline_on_message(sp_daemon *d, rd_kafka_message_t *rkm, int64_t now_ms)
+{
+    const char *topic = rd_kafka_topic_name(rkm->rkt);
+    sp_part *p = sp__part_find(d, topic, rkm->partition);
+
+    if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (p != NULL)
+            p->eof = 1;
+        return 0;
+    }
+    if (rkm->err) {
+        unsigned long sup;
+        if (sp_ratelimit_ok(&d->rl_kafka_err, now_ms, 5000, &sup))
+            sp_warn("kafka", "consume error: %s suppressed=%lu",
+                    rd_kafka_message_errstr(rkm), sup);
+        return 0;
+    }
+    /* Messages of a partition not (or no longer) ours, or taken in before
+     * a re-seek, or arriving while stopping: leave them to the next run. */
+    if (p == NULL || p->state != SP_PART_ACTIVE || d->stopping)
+        return 0;
+    if (p->next >= 0 && rkm->offset < p->next)
+        return 0;
+
+    sp_event ev;
+    char reason[48];
+    const char *payload = rkm->payload ? rkm->payload : "";
+    int rc;
+    if (rkm->len > SP_EVENT_MAX_BYTES) {
+        snprintf(reason, sizeof(reason), "too_large");
+        rc = SP_EPARSE;
+    } else {
+        rc = sp_event_parse(payload, rkm->len, now_ms, d->cfg.max_future_ms, &ev,
+                            reason, sizeof(reason));
+    }
+    if (rc == 0) {
+        sp_batch_add(p->pending, &ev);
+        d->events_by_type[ev.type]++;
+    } else {
+        sp_batch_add_bad(p->pending);
+        sp_daemon_count_bad(d, reason);
+        if (sp_kafka_dead_letter(d, rkm, reason, p->pending_gen))
+            p->pending_dlq++;
+        unsigned long sup;
+        if (sp_ratelimit_ok(&d->rl_bad, now_ms, 5000, &sup))
+            sp_warn("pipeline", "bad input reason=%s topic=%s partition=%d offset=%" PRId64
+                    " suppressed=%lu", reason, topic, (int)rkm->partition,
+                    rkm->offset, sup);
+    }
+    p->next = rkm->offset + 1;
+    p->eof = 0;
+    d->pending_events++;
+    if (d->pending_events >= (uint64_t)d->cfg.max_pending_events)
+        sp__backpressure(d);
+    return 1;
+}
+
+void sp_pipeline_on_dlq_delivered(sp_daemon *d, const char *topic,
+                                  int32_t partition, uint64_t gen)
+{
+    sp_part *p = sp__part_find(d, topic, partition);
+    if (p != NULL && p->pending_gen == gen && p->pending_dlq > 0)
+        p->pending_dlq--;
+}
+
+/* ---- flushing ---- */
+
+static int64_t sp__parse_offset(const redisReply *r)
+{
+    if (r == NULL || r->type != REDIS_REPLY_STRING || r->len == 0)
+        return -1;
+    return strtoll(r->str, NULL, 10);
+}
+
+static void sp__send_inflight(sp_daemon *d, sp_part *p);
+
+static void sp__reseek(sp_daemon *d, sp_part *p);
+
+static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
+{
+    sp_part *p = priv;
+    SP_ASSERT(p->inflight != NULL);
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        if (reply != NULL && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+            /* Someone flushed the script cache: load it again and resend;
+             * both go out in order on the same connection. */
+            sp_redis_sendf(d, NULL, NULL, "SCRIPT LOAD %s", sp_apply_script);
+            sp__send_inflight(d, p);
+            return;
+        }
+        p->inflight_sent = 0;
+        if (reply != NULL) {
+            unsigned long sup;
+            d->redis.errors++;
+            if (sp_ratelimit_ok(&d->rl_redis_err, sp_wall_ms(), 5000, &sup))
+                sp_error("redis", "apply failed topic=%s partition=%d error=\"%s\" suppressed=%lu",
+                         p->topic, (int)p->partition, reply->str, sup);
+        }
+        if (p->state == SP_PART_REVOKING) {
+            /* The connection is gone, so the batch either applied or never
+             * will: the next owner reads the truth from Redis. */
+            sp_batch_free(p->inflight);
+            p->inflight = NULL;
+            sp_daemon_check_progress(d);
+        }
+        return; /* resent on the next flush tick or reconnect */
+    }
+
+    const char *status = "";
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
+        reply->element[0]->type == REDIS_REPLY_STRING)
+        status = reply->element[0]->str;
+
+    sp_batch *done = p->inflight;
+    p->inflight = NULL;
+    p->inflight_sent = 0;
+
+    if (strcmp(status, "ok") == 0 || strcmp(status, "dup") == 0) {
+        p->stored = p->inflight_to;
+        d->flushes++;
+        d->flushed_events += sp_batch_events(done);
+        if (reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_INTEGER &&
+            reply->element[2]->integer > 0)
+            sp_warn("redis", "apply skipped writes to keys of the wrong type count=%lld",
+                    reply->element[2]->integer);
+        sp_kafka_store_offset(d, p->topic, p->partition, p->stored);
+    } else if (strcmp(status, "fenced") == 0) {
+        int64_t stored = sp__parse_offset(reply->element[1]);
+        d->fenced++;
+        if (stored < 0 && p->stored >= 0) {
+            sp_error("redis", "the stored offset of %s:%d is gone (Redis lost or flushed "
+                     "its data); refusing to write counts that would be wrong",
+                     p->topic, (int)p->partition);
+            sp_batch_free(done);
+            sp_daemon_stop(d, 1);
+            return;
+        }
+        sp_warn("pipeline", "fenced topic=%s partition=%d expected=%" PRId64
+                " stored=%" PRId64 ": another writer moved it; re-reading from there",
+                p->topic, (int)p->partition, p->stored, stored);
+        sp_batch_free(done);
+        sp__reseek(d, p);
+        sp_daemon_check_progress(d);
+        return;
+    } else {
+        sp_error("redis", "unexpected apply reply topic=%s partition=%d",
+                 p->topic, (int)p->partition);
+        p->inflight = done;
+        return;
+    }
+    sp_batch_free(done);
+    if (p->state == SP_PART_REVOKING) {
+        sp_daemon_check_progress(d);
+        return;
+    }
+    if (sp_batch_events(p->pending) + sp_batch_bad(p->pending) >= SP_FLUSH_EAGER_EVENTS)
+        sp_pipeline_flush(d, 0);
+    sp_daemon_check_progress(d);
+}
+
+static void sp__send_inflight(sp_daemon *d, sp_part *p)
+{
+    p->inflight_sent = 1;
+    sp_redis_send(d, p->inflight_cmd.data, p->inflight_cmd.len, sp__apply_cb, p);
+}
+
+static void sp__flush_part(sp_daemon *d, sp_part *p, int force)
+{
+    if (p->state != SP_PART_ACTIVE || p->inflight != NULL || p->pending_dlq > 0)
+        return;
+    uint64_t n = sp_batch_events(p->pending) + sp_batch_bad(p->pending);
+    if (n == 0 || p->next < 0)
+        return;
+    (void)force;
+
+    sp_batch_target t = {d->cfg.redis_prefix, d->cfg.kafka_group, p->topic,
+                         p->partition, p->stored, p->next};
+    sp_buf_reset(&p->inflight_cmd);
+    sp_batch_encode(p->pending, &t, d->redis.sha, &p->inflight_cmd);
+    p->inflight = p->pending;
+    p->inflight_to = p->next;
+    p->pending = sp_batch_new();
+    p->pending_gen = ++d->next_gen;
+    d->pending_events -= n;
+    sp__send_inflight(d, p);
+    if (d->paused)
+        sp__backpressure(d);
+}
+
+void sp_pipeline_flush(sp_daemon *d, int force)
+{
+    if (d->redis.state != SP_REDIS_READY)
+        return;
+    for (size_t i = 0; i < d->n_parts; i++) {
+        sp_part *p = d->parts[i];
+        if (p->inflight != NULL && !p->inflight_sent)
+            sp__send_inflight(d, p);
+        else
+            sp__flush_part(d, p, force);
+    }
+}
+
+int sp_pipeline_idle(sp_daemon *d)
+{
+    for (size_t i = 0; i < d->n_parts; i++) {
+        sp_part *p = d->parts[i];
+        if (p->inflight != NULL || p->pending_dlq > 0 ||
+            (p->state == SP_PART_ACTIVE &&
+             sp_batch_events(p->pending) + sp_batch_bad(p->pending) > 0))
+            return 0;
+    }
+    return 1;
+}
+
+int sp_pipeline_drained(sp_daemon *d)
+{
+    if (!d->assigned_once)
+        return 0;
+    for (size_t i = 0; i < d->n_parts; i++) {
+        sp_part *p = d->parts[i];
+        if (p->state != SP_PART_ACTIVE)
+            return 0;
+        int64_t pos = p->next >= 0 ? p->next : p->low_at_start;
+        if (p->end_at_start >= 0 && pos < p->end_at_start && !(p->eof && p->next < 0))
+            return 0;
+    }
+    return sp_pipeline_idle(d);
+}
+
+/* ---- assignment ---- */
+
+static void sp__offsets_cb(sp_daemon *d, redisReply *reply, void *priv);
+
+/* Asks Redis for the stored offsets of every partition that waits for
+ * them, in one HMGET; their assignment completes in sp__offsets_cb. */
+static void sp__request_offsets(sp_daemon *d)
+{
+    if (d->redis.state != SP_REDIS_READY)
+        return; /* asked again in sp_pipeline_on_redis_ready */
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
+    for (size_t i = 0; i < d->n_parts; i++) {
+        sp_part *p = d->parts[i];
+        if (p->state == SP_PART_ASSIGNING && p->want_offsets) {
+            rd_kafka_topic_partition_list_add(list, p->topic, p->partition);
+            p->want_offsets = 0;
+        }
+    }
+    if (list->cnt == 0) {
+        rd_kafka_topic_partition_list_destroy(list);
+        return;
+    }
+    sp_buf key;
+    sp_buf_init(&key);
+    sp_buf_appendf(&key, "%soffsets:{%s}", d->cfg.redis_prefix, d->cfg.kafka_group);
+    int argc = 2 + list->cnt;
+    const char **argv = sp_xcalloc((size_t)argc, sizeof(*argv));
+    size_t *lens = sp_xcalloc((size_t)argc, sizeof(*lens));
+    sp_buf *fields = sp_xcalloc((size_t)list->cnt, sizeof(*fields));
+    argv[0] = "HMGET";
+    argv[1] = key.data;
+    for (int i = 0; i < list->cnt; i++) {
+        sp_buf_appendf(&fields[i], "%s:%d", list->elems[i].topic,
+                       (int)list->elems[i].partition);
+        argv[2 + i] = fields[i].data;
+    }
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    char *cmd;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    SP_ASSERT(len > 0);
+    sp_redis_send(d, cmd, (size_t)len, sp__offsets_cb, list);
+    free(cmd);
+    for (int i = 0; i < list->cnt; i++)
+        sp_buf_free(&fields[i]);
+    free(fields);
+    free(lens);
+    free(argv);
+    sp_buf_free(&key);
+}
+
+static void sp__offsets_cb(sp_daemon *d, redisReply *reply, void *priv)
+{
+    rd_kafka_topic_partition_list_t *list = priv;
+    int ok = reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
+             reply->elements == (size_t)list->cnt;
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+        sp_error("redis", "reading stored offsets failed: %s", reply->str);
+
+    rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(list->cnt);
+    for (int i = 0; i < list->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &list->elems[i];
+        sp_part *p = sp__part_find(d, tp->topic, tp->partition);
+        if (p == NULL || p->state != SP_PART_ASSIGNING)
+            continue; /* revoked meanwhile */
+        if (!ok) {
+            p->want_offsets = 1; /* asked again once Redis is back */
+            continue;
+        }
+        int64_t stored = sp__parse_offset(reply->element[i]);
+        p->stored = stored;
+        p->next = stored;
+        p->state = SP_PART_ACTIVE;
+        rd_kafka_topic_partition_list_add(assign, tp->topic, tp->partition)->offset =
+            stored >= 0 ? stored : RD_KAFKA_OFFSET_BEGINNING;
+        sp_info("pipeline", "assigned topic=%s partition=%d from=%s",
+                tp->topic, (int)tp->partition,
+                stored >= 0 ? reply->element[i]->str : "beginning");
+    }
+    if (assign->cnt > 0) {
+        sp_kafka_assign(d, assign);
+        d->assigned_once = 1;
+    }
+    rd_kafka_topic_partition_list_destroy(assign);
+    rd_kafka_topic_partition_list_destroy(list);
+    sp_daemon_check_progress(d);
+}
+
+void sp_pipeline_on_assign(sp_daemon *d, rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < parts->cnt; i++) {
+        sp_part *p = sp__part_find(d, parts->elems[i].topic, parts->elems[i].partition);
+        if (p == NULL)
+            p = sp__part_new(d, parts->elems[i].topic, parts->elems[i].partition);
+        p->state = SP_PART_ASSIGNING;
+        p->want_offsets = 1;
+    }
+    sp__request_offsets(d);
+}
+
+static void sp__reseek(sp_daemon *d, sp_part *p)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, p->topic, p->partition);
+    sp_kafka_unassign(d, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    d->pending_events -= sp_batch_events(p->pending) + sp_batch_bad(p->pending);
+    sp_batch_reset(p->pending);
+    p->pending_gen = ++d->next_gen;
+    p->pending_dlq = 0;
+    p->state = SP_PART_ASSIGNING;
+    p->want_offsets = 1;
+    sp__request_offsets(d);
+}
+
+void sp_pipeline_on_redis_ready(sp_daemon *d)
+{
+    sp__request_offsets(d);
+    sp_pipeline_flush(d, 1);
+}
+
+/* ---- revocation ---- */
+
+void sp_pipeline_on_revoke(sp_daemon *d, rd_kafka_topic_partition_list_t *parts)
+{
+    if (d->revoking == NULL)
+        d->revoking = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_list_add(d->revoking, parts->elems[i].topic,
+                                          parts->elems[i].partition);
+        sp_part *p = sp__part_find(d, parts->elems[i].topic, parts->elems[i].partition);
+        if (p == NULL)
+            continue;
+        p->state = SP_PART_REVOKING;
+        d->pending_events -= sp_batch_events(p->pending) + sp_batch_bad(p->pending);
+        sp_batch_reset(p->pending);
+        p->pending_dlq = 0;
+    }
+    sp_daemon_check_progress(d);
+}
+
+void sp_pipeline_progress_revoke(sp_daemon *d)
+{
+    if (d->revoking == NULL)
+        return;
+    for (int i = 0; i < d->revoking->cnt; i++) {
+        sp_part *p = sp__part_find(d, d->revoking->elems[i].topic,
+                                   d->revoking->elems[i].partition);
+        if (p != NULL && p->inflight != NULL)
+            return;
+    }
+    for (int i = 0; i < d->revoking->cnt; i++) {
+        sp_part *p = sp__part_find(d, d->revoking->elems[i].topic,
+                                   d->revoking->elems[i].partition);
+        if (p != NULL && p->state == SP_PART_REVOKING)
+            sp__part_remove(d, p);
+    }
+    rd_kafka_topic_partition_list_t *list = d->revoking;
+    d->revoking = NULL;
+    sp_kafka_unassign(d, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    sp__backpressure(d);
+}

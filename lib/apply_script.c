@@ -1,0 +1,113 @@
+/*
+ * apply_script.c - the Lua script that applies one partition batch
+ * atomically (see batch.h for the argument layout written by
+ * sp_batch_encode).
+ *
+ * ARGV: offsets key, offsets field, from ("" = nothing stored yet), to,
+ * key prefix, then records:
+ *   v <video> <creator|""> <event_ms> <nh> (field delta)*nh <nd>
+ *     (demo-field delta)*nd <nu> user*nu <ns> sharer-json*ns
+ *     <np> (platform delta)*np
+ *   c <creator> <follows>
+ * Replies {"ok"}, {"dup", stored} or {"fenced", stored}.
+ *
+ * Every write goes through pcall: a key of the wrong type (someone else's
+ * data under our prefix) loses that one write, counted in the reply's
+ * third element, instead of aborting half-way, which would break
+ * exactly-once for everything else in the batch.
+ */
+#include "batch.h"
+
+const char sp_apply_script[] =
+    "local okey, ofield, from, to, pfx = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
+    "local cur = redis.call('HGET', okey, ofield) or ''\n"
+    "if cur == to then return {'dup', cur} end\n"
+    "if cur ~= from then return {'fenced', cur} end\n"
+    "local errors = 0\n"
+    "local function call(...)\n"
+    "  local r = redis.pcall(...)\n"
+    "  if type(r) == 'table' and r.err then errors = errors + 1; return nil end\n"
+    "  return r\n"
+    "end\n"
+    "local CF = {views = 1, likes = 2, comments = 3, shares = 4}\n"
+    "local CNAMES = {'views', 'likes', 'comments', 'shares', 'follows', 'videos'}\n"
+    "local creators, corder = {}, {}\n"
+    "local function cagg(c)\n"
+    "  local a = creators[c]\n"
+    "  if not a then a = {0, 0, 0, 0, 0, 0}; creators[c] = a; corder[#corder + 1] = c end\n"
+    "  return a\n"
+    "end\n"
+    "local i, n = 6, #ARGV\n"
+    "while i <= n do\n"
+    "  local kind = ARGV[i]\n"
+    "  if kind == 'v' then\n"
+    "    local vk = pfx .. 'v:{' .. ARGV[i + 1] .. '}'\n"
+    "    local cand, em = ARGV[i + 2], tonumber(ARGV[i + 3])\n"
+    "    local cur = call('HMGET', vk, 'creator_id', 'event_ms') or {}\n"
+    "    local c = cur[1]\n"
+    "    local ca = nil\n"
+    "    if not c and cand ~= '' then\n"
+    "      call('HSET', vk, 'creator_id', cand)\n"
+    "      c = cand\n"
+    "      ca = cagg(c)\n"
+    "      ca[6] = ca[6] + 1\n"
+    "    elseif c then\n"
+    "      ca = cagg(c)\n"
+    "    end\n"
+    "    if not cur[2] or tonumber(cur[2]) < em then call('HSET', vk, 'event_ms', em) end\n"
+    "    i = i + 4\n"
+    "    local nh = tonumber(ARGV[i]); i = i + 1\n"
+    "    for j = i, i + 2 * nh - 1, 2 do\n"
+    "      local f = ARGV[j]\n"
+    "      call('HINCRBY', vk, f, ARGV[j + 1])\n"
+    "      local k = CF[f]\n"
+    "      if ca and k then ca[k] = ca[k] + tonumber(ARGV[j + 1]) end\n"
+    "    end\n"
+    "    i = i + 2 * nh\n"
+    "    local nd = tonumber(ARGV[i]); i = i + 1\n"
+    "    for j = i, i + 2 * nd - 1, 2 do call('HINCRBY', vk .. ':demo', ARGV[j], ARGV[j + 1]) end\n"
+    "    i = i + 2 * nd\n"
+    "    local nu = tonumber(ARGV[i]); i = i + 1\n"
+    "    local j = i\n"
+    "    while j < i + nu do\n"
+    "      local last = math.min(j + 499, i + nu - 1)\n"
+    "      call('PFADD', vk .. ':reach', unpack(ARGV, j, last))\n"
+    "      j = last + 1\n"
+    "    end\n"
+    "    i = i + nu\n"
+    "    local ns = tonumber(ARGV[i]); i = i + 1\n"
+    "    if ns > 0 then\n"
+    "      call('LPUSH', vk .. ':sharers', unpack(ARGV, i, i + ns - 1))\n"
+    "      call('LTRIM', vk .. ':sharers', 0, 99)\n"
+    "    end\n"
+    "    i = i + ns\n"
+    "    local np = tonumber(ARGV[i]); i = i + 1\n"
+    "    for j = i, i + 2 * np - 1, 2 do\n"
+    "      local p, d = ARGV[j], ARGV[j + 1]\n"
+    "      local f = 'shares:ext:' .. p\n"
+    "      if p ~= 'other' and call('HEXISTS', vk, f) == 0 then\n"
+    "        if (call('SCARD', vk .. ':platforms') or 16) < 16 then\n"
+    "          call('SADD', vk .. ':platforms', p)\n"
+    "        else\n"
+    "          f = 'shares:ext:other'\n"
+    "        end\n"
+    "      end\n"
+    "      call('HINCRBY', vk, f, d)\n"
+    "    end\n"
+    "    i = i + 2 * np\n"
+    "  elseif kind == 'c' then\n"
+    "    local ca = cagg(ARGV[i + 1])\n"
+    "    ca[5] = ca[5] + tonumber(ARGV[i + 2])\n"
+    "    i = i + 3\n"
+    "  else\n"
+    "    return redis.error_reply('sharepulse: bad record kind at ' .. i)\n"
+    "  end\n"
+    "end\n"
+    "for _, c in ipairs(corder) do\n"
+    "  local a, ck = creators[c], pfx .. 'c:{' .. c .. '}'\n"
+    "  for k = 1, 6 do\n"
+    "    if a[k] ~= 0 then call('HINCRBY', ck, CNAMES[k], a[k]) end\n"
+    "  end\n"
+    "end\n"
+    "redis.call('HSET', okey, ofield, to)\n"
+    "return {'ok', to, errors}\n";
