@@ -78,6 +78,7 @@ typedef struct sp_part {
     sp_buf inflight_cmd;
     int64_t inflight_to;
     int inflight_sent;      /* 0: must be (re)sent */
+    uint64_t inflight_sent_ms;
     int64_t end_at_start;   /* --drain: high watermark seen at start */
     int64_t low_at_start;
     int eof;

@@ -333,7 +333,13 @@ int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz)
         sp__set(conf, "auto.offset.reset", "earliest", e, sizeof(e)) ||
         sp__set(conf, "enable.partition.eof", "true", e, sizeof(e)) ||
         sp__set(conf, "log.queue", "true", e, sizeof(e)) ||
-        sp__set(conf, "client.id", "sharepulsed", e, sizeof(e))) {
+        sp__set(conf, "client.id", "sharepulsed", e, sizeof(e)) ||
+        /* librdkafka 2.0 stops fetching for about a second once its local
+         * queue holds queued.min.messages; with the default 100000 a
+         * consumer slower than the fetcher idles most of each second. Bound
+         * the queue by bytes (queued.max.messages.kbytes) instead. */
+        sp__set(conf, "queued.min.messages", "1000000", e, sizeof(e)) ||
+        sp__set(conf, "queued.max.messages.kbytes", "32768", e, sizeof(e))) {
         snprintf(errstr, errsz, "kafka config: %s", e);
         rd_kafka_conf_destroy(conf);
         return -1;

@@ -232,6 +232,9 @@ static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
 
     if (strcmp(status, "ok") == 0 || strcmp(status, "dup") == 0) {
         p->stored = p->inflight_to;
+        sp_debug("pipeline", "flushed topic=%s partition=%d events=%" PRIu64 " videos=%zu bytes=%zu ms=%" PRIu64,
+                 p->topic, (int)p->partition, sp_batch_events(done), sp_batch_videos(done),
+                 p->inflight_cmd.len, uv_now(d->loop) - p->inflight_sent_ms);
         d->flushes++;
         d->flushed_events += sp_batch_events(done);
         if (reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_INTEGER &&
@@ -276,6 +279,7 @@ static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
 static void sp__send_inflight(sp_daemon *d, sp_part *p)
 {
     p->inflight_sent = 1;
+    p->inflight_sent_ms = uv_now(d->loop);
     sp_redis_send(d, p->inflight_cmd.data, p->inflight_cmd.len, sp__apply_cb, p);
 }
 
