@@ -7,6 +7,7 @@
 #   deploy/stack.sh stop      stop both
 #   deploy/stack.sh status    say what runs
 #   deploy/stack.sh fetch     only fetch the Kafka jars
+#   deploy/stack.sh start-redis|stop-redis|start-kafka|stop-kafka  one part
 #
 # Environment: SP_STACK_DIR (default .stack/default), SP_KAFKA_PORT (19092),
 # SP_KAFKA_CONTROLLER_PORT (19093), SP_REDIS_PORT (16379).
@@ -142,5 +143,10 @@ case "${1:-}" in
         kafka_up && echo "kafka: up on 127.0.0.1:$KPORT" || echo "kafka: down"
         redis_up && echo "redis: up on 127.0.0.1:$RPORT" || echo "redis: down" ;;
     fetch) fetch ;;
-    *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
+    start-redis) mkdir -p "$DIR"; start_redis ;;
+    stop-redis) stop_pid "$DIR/redis.pid" ;;
+    start-kafka) mkdir -p "$DIR"; start_kafka ;;
+    stop-kafka) stop_pid "$DIR/kafka.pid" ;;
+    *) echo "usage: $0 start|stop|status|fetch|start-redis|stop-redis|start-kafka|stop-kafka" >&2
+       exit 2 ;;
 esac

@@ -1,0 +1,168 @@
+"""Shared fixtures: one real Kafka broker and one real redis-server for the
+test session, started by deploy/stack.sh on free loopback ports, and helpers
+to run the load generator and the daemon and to read what they produced."""
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+import redis
+
+SRC = os.environ.get("SP_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("SP_BUILD_DIR", os.path.join(SRC, "build"))
+STACK = os.path.join(SRC, "deploy", "stack.sh")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    def __init__(self, tmp):
+        self.env = dict(os.environ,
+                        SP_STACK_DIR=os.path.join(tmp, "stack"),
+                        SP_KAFKA_PORT=str(free_port()),
+                        SP_KAFKA_CONTROLLER_PORT=str(free_port()),
+                        SP_REDIS_PORT=str(free_port()))
+        self.brokers = "127.0.0.1:" + self.env["SP_KAFKA_PORT"]
+        self.redis_port = int(self.env["SP_REDIS_PORT"])
+        self.tmp = tmp
+
+    def run(self, *cmd):
+        subprocess.run([STACK, *cmd], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def redis(self):
+        return redis.Redis(port=self.redis_port, decode_responses=True)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    tmp = tempfile.mkdtemp(prefix="sp-it-")
+    s = Stack(tmp)
+    s.run("start")
+    yield s
+    s.run("stop")
+
+
+class Scenario:
+    """One test's own topic, group and key prefix on the shared stack."""
+
+    def __init__(self, stack, partitions=4):
+        tag = uuid.uuid4().hex[:8]
+        self.stack = stack
+        self.topic = "ev-" + tag
+        self.dlq = "dlq-" + tag
+        self.group = "g-" + tag
+        self.prefix = "t" + tag + ":"
+        self.partitions = partitions
+        self.expect_path = os.path.join(stack.tmp, tag + "-expect.json")
+        self.procs = []
+
+    def loadgen(self, *args, background=False):
+        cmd = [os.path.join(BUILD, "sp-loadgen"), "--brokers", self.stack.brokers,
+               "--topic", self.topic, "--create-topic", str(self.partitions),
+               "--expect", self.expect_path, *map(str, args)]
+        if background:
+            p = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+            self.procs.append(p)
+            return p
+        subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
+
+    def expected(self):
+        with open(self.expect_path) as f:
+            return json.load(f)
+
+    def daemon_cmd(self, *extra):
+        return [os.path.join(BUILD, "sharepulsed"),
+                "--set", "kafka.brokers=" + self.stack.brokers,
+                "--set", "kafka.topics=" + self.topic,
+                "--set", "kafka.group=" + self.group,
+                "--set", "kafka.dlq_topic=" + self.dlq,
+                "--set", "redis.port=%d" % self.stack.redis_port,
+                "--set", "redis.prefix=" + self.prefix,
+                "--set", "http.listen=",
+                *extra]
+
+    def start_daemon(self, *extra):
+        log = open(os.path.join(self.stack.tmp, self.group + ".log"), "ab")
+        p = subprocess.Popen(self.daemon_cmd(*extra), stderr=log)
+        self.procs.append(p)
+        return p
+
+    def drain(self, *extra, timeout=300):
+        r = subprocess.run(self.daemon_cmd("--drain", *extra), stderr=subprocess.PIPE,
+                           timeout=timeout)
+        assert r.returncode == 0, r.stderr.decode()[-3000:]
+        return r.stderr.decode()
+
+    def offsets(self):
+        return self.stack.redis().hgetall(self.prefix + "offsets:{%s}" % self.group)
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def scenario(stack):
+    s = Scenario(stack)
+    yield s
+    s.cleanup()
+
+
+def mismatches(r, prefix, exp, limit=20):
+    """Every difference between Redis and the load generator's ground truth."""
+    out = []
+    pipe = r.pipeline(transaction=False)
+    vids = list(exp["videos"].items())
+    for vid, _ in vids:
+        pipe.hgetall("%sv:{%s}" % (prefix, vid))
+        pipe.hgetall("%sv:{%s}:demo" % (prefix, vid))
+        pipe.pfcount("%sv:{%s}:reach" % (prefix, vid))
+        pipe.llen("%sv:{%s}:sharers" % (prefix, vid))
+    res = pipe.execute()
+    for i, (vid, e) in enumerate(vids):
+        h, demo, reach, nsharers = res[4 * i:4 * i + 4]
+        for k, v in e.items():
+            if k in ("demo", "reach", "public_sharers"):
+                continue
+            if str(h.get(k, 0)) != str(v):
+                out.append("video %s %s: redis %s, expected %s" % (vid, k, h.get(k), v))
+        for k in h:
+            if k.startswith("shares:") and k not in e:
+                out.append("video %s: unexpected field %s=%s" % (vid, k, h[k]))
+        if {k: int(v) for k, v in demo.items()} != e["demo"]:
+            out.append("video %s demo: %s != %s" % (vid, demo, e["demo"]))
+        # HyperLogLog: 0.81% standard error; 5% is beyond any real draw.
+        if "reach" in e and abs(reach - e["reach"]) > max(3, 0.05 * e["reach"]):
+            out.append("video %s reach: %d, expected about %d" % (vid, reach, e["reach"]))
+        if nsharers != min(100, e["public_sharers"]):
+            out.append("video %s sharers: %d, expected %d" % (vid, nsharers,
+                                                              min(100, e["public_sharers"])))
+    pipe = r.pipeline(transaction=False)
+    cids = list(exp["creators"].items())
+    for cid, _ in cids:
+        pipe.hgetall("%sc:{%s}" % (prefix, cid))
+    for (cid, e), h in zip(cids, pipe.execute()):
+        for k, v in e.items():
+            if int(h.get(k, 0)) != v:
+                out.append("creator %s %s: redis %s, expected %s" % (cid, k, h.get(k), v))
+    return out[:limit] if out else []
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
