@@ -504,7 +504,7 @@ char *sp_config_doc(void)
                                                               : k->section);
             last = k->section;
         }
-        sp_buf_appendf(&b, "%s = %s\n", k->name, k->def);
+        sp_buf_appendf(&b, "%s =%s%s\n", k->name, *k->def ? " " : "", k->def);
     }
     return b.data;
 }
