@@ -1,0 +1,60 @@
+#!/bin/sh
+# tests/bench/bench.sh - end-to-end throughput of sharepulsed against a raw
+# librdkafka consume of the same topic, in the same run, on the local stack.
+#
+#   tests/bench/bench.sh [EVENTS] [PARTITIONS] [VIDEOS]   (3000000 4 100000)
+#
+# Loads EVENTS generated events into a fresh topic, then times
+#   1. sp-rawconsume: librdkafka consume to the end, no processing;
+#   2. sharepulsed --drain: parse, validate, aggregate, apply to Redis
+#      exactly once (offsets in the same atomic unit), commit.
+# Prints events/s of each, their ratio, the daemon's peak RSS and the
+# latency of a flush (batch sent to Redis -> acknowledged).
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+N=${1:-3000000}
+P=${2:-4}
+V=${3:-100000}
+export SP_STACK_DIR="$ROOT/.stack/bench" SP_KAFKA_PORT=${SP_KAFKA_PORT:-29092}
+export SP_KAFKA_CONTROLLER_PORT=${SP_KAFKA_CONTROLLER_PORT:-29093}
+export SP_REDIS_PORT=${SP_REDIS_PORT:-26379}
+B="127.0.0.1:$SP_KAFKA_PORT"
+BUILD=${SP_BUILD_DIR:-$ROOT/build}
+
+./deploy/stack.sh start >/dev/null
+TOPIC="bench-$(date +%s)"
+echo "bench: loading $N events into $TOPIC ($P partitions, $V videos)"
+"$BUILD/sp-loadgen" --brokers "$B" --topic "$TOPIC" --create-topic "$P" --count "$N" \
+    --videos "$V" --creators $((V / 10)) --users 1000000 --seed 42 2>&1 | tail -1
+
+echo "bench: raw librdkafka consume"
+RAW=$("$BUILD/sp-rawconsume" "$B" "$TOPIC")
+echo "  $RAW"
+
+echo "bench: sharepulsed --drain"
+LOG=$(mktemp)
+/usr/bin/time -f "maxrss_kb=%M" "$BUILD/sharepulsed" --set kafka.brokers="$B" \
+    --set kafka.topics="$TOPIC" --set kafka.group="$TOPIC" --set kafka.dlq_topic= \
+    --set redis.port="$SP_REDIS_PORT" --set redis.prefix="$TOPIC:" \
+    --set log.level=debug --drain 2>"$LOG"
+
+/usr/bin/python3 - "$LOG" "$RAW" "$N" <<'PY'
+import json, re, sys
+from datetime import datetime
+log, raw, n = open(sys.argv[1]).read().splitlines(), json.loads(sys.argv[2]), int(sys.argv[3])
+def t(line):
+    return datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+start = next(t(l) for l in log if "pipeline: assigned" in l)
+end = next(t(l) for l in log if "drain complete" in l)
+lat = sorted(int(m.group(1)) for l in log for m in [re.search(r"flushed .* ms=(\d+)", l)] if m)
+rss = next(int(l.split("=")[1]) for l in log if l.startswith("maxrss_kb="))
+eps = n / (end - start)
+pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
+print("  events=%d seconds=%.2f events_per_s=%.0f" % (n, end - start, eps))
+print("RESULT raw_events_per_s=%.0f daemon_events_per_s=%.0f ratio=%.2f peak_rss_mb=%.0f "
+      "flushes=%d flush_latency_ms_p50=%d p99=%d max=%d" %
+      (raw["msgs_per_s"], eps, eps / raw["msgs_per_s"], rss / 1024, len(lat),
+       pct(0.5), pct(0.99), lat[-1]))
+PY
+rm -f "$LOG"
