@@ -12,6 +12,7 @@
 
 #include "conffile.h"
 #include "daemon.h"
+#include "jsonarena.h"
 
 #define SP_STOP_DEADLINE_MS 9000
 
@@ -329,6 +330,7 @@ int main(int argc, char **argv)
         return 0;
     }
 
+    sp_jsonarena_install();
     uv_loop_t loop;
     uv_loop_init(&loop);
     d->loop = &loop;
@@ -374,6 +376,7 @@ int main(int argc, char **argv)
     if (rc != 0)
         sp_error("daemon", "BUG: uv_loop_close: %s", uv_strerror(rc));
     sp_pipeline_free(d);
+    sp_jsonarena_uninstall();
     int exit_code = d->exit_code;
     sp_config_free(&d->cfg);
     free(sets);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "jsonarena.h"
 
 /* Flush right after an acknowledgement once this many events wait. */
 #define SP_FLUSH_EAGER_EVENTS 20000
@@ -146,6 +147,7 @@ int sp_pipeline_on_message(sp_daemon *d, rd_kafka_message_t *rkm, int64_t now_ms
     } else {
         rc = sp_event_parse(payload, rkm->len, now_ms, d->cfg.max_future_ms, &ev,
                             reason, sizeof(reason));
+        sp_jsonarena_reset(); /* the parse left no Jansson value alive */
     }
     if (rc == 0) {
         sp_batch_add(p->pending, &ev);

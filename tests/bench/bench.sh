@@ -23,6 +23,10 @@ B="127.0.0.1:$SP_KAFKA_PORT"
 BUILD=${SP_BUILD_DIR:-$ROOT/build}
 
 ./deploy/stack.sh start >/dev/null
+# The bench stack is the benchmark's own: start from an empty Redis so that
+# earlier runs' keys and AOF rewrites do not weigh on this one.
+redis-cli -p "$SP_REDIS_PORT" flushall >/dev/null
+redis-cli -p "$SP_REDIS_PORT" bgrewriteaof >/dev/null
 TOPIC="bench-$(date +%s)"
 echo "bench: loading $N events into $TOPIC ($P partitions, $V videos)"
 "$BUILD/sp-loadgen" --brokers "$B" --topic "$TOPIC" --create-topic "$P" --count "$N" \
