@@ -409,13 +409,16 @@ int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz)
         if (sp__set(pconf, "bootstrap.servers", cfg->kafka_brokers, e, sizeof(e)) ||
             sp__set(pconf, "enable.idempotence", "true", e, sizeof(e)) ||
             sp__set(pconf, "linger.ms", "5", e, sizeof(e)) ||
-            sp__set(pconf, "client.id", "sharepulsed-dlq", e, sizeof(e))) {
+            sp__set(pconf, "client.id", "sharepulsed-dlq", e, sizeof(e)) ||
+            sp__set(pconf, "log.queue", "true", e, sizeof(e))) {
             snprintf(errstr, errsz, "kafka producer config: %s", e);
             rd_kafka_conf_destroy(pconf);
             return -1;
         }
         rd_kafka_conf_set_opaque(pconf, d);
         rd_kafka_conf_set_dr_msg_cb(pconf, sp__dlq_dr_cb);
+        rd_kafka_conf_set_log_cb(pconf, sp__log_cb);
+        rd_kafka_conf_set_error_cb(pconf, sp__error_cb);
         d->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, e, sizeof(e));
         if (d->dlq == NULL) {
             snprintf(errstr, errsz, "kafka producer: %s", e);
@@ -426,6 +429,9 @@ int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz)
             snprintf(errstr, errsz, "pipe: %s", strerror(errno));
             return -1;
         }
+        /* Its logs, errors and delivery reports all come out of rd_kafka_poll
+         * on the loop. */
+        rd_kafka_set_log_queue(d->dlq, NULL);
         rd_kafka_queue_t *mq = rd_kafka_queue_get_main(d->dlq);
         rd_kafka_queue_io_event_enable(mq, d->dlq_pipe[1], "1", 1);
         rd_kafka_queue_destroy(mq);

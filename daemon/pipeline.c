@@ -101,11 +101,11 @@ static void sp__backpressure(sp_daemon *d)
 {
     uint64_t cap = (uint64_t)d->cfg.max_pending_events;
     if (!d->paused && d->pending_events >= cap) {
-        sp_info("pipeline", "pausing fetch pending_events=%" PRIu64, d->pending_events);
+        sp_debug("pipeline", "pausing fetch pending_events=%" PRIu64, d->pending_events);
         d->paused = 1;
         sp_kafka_pause(d, 1);
     } else if (d->paused && d->pending_events < cap / 2) {
-        sp_info("pipeline", "resuming fetch pending_events=%" PRIu64, d->pending_events);
+        sp_debug("pipeline", "resuming fetch pending_events=%" PRIu64, d->pending_events);
         d->paused = 0;
         sp_kafka_pause(d, 0);
     }

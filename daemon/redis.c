@@ -199,10 +199,9 @@ static void sp__connect_cb(const redisAsyncContext *ac, int status)
         return;
     if (status != REDIS_OK) {
         d->redis.errors++;
-        sp_warn("redis", "connect failed: %s retry_ms=%llu", ac->errstr,
-                (unsigned long long)(d->redis.backoff_ms ? d->redis.backoff_ms * 2
-                                                         : SP_REDIS_BACKOFF_MIN_MS));
         sp__redis_schedule(d);
+        sp_warn("redis", "connect failed: %s retry_ms=%llu", ac->errstr,
+                (unsigned long long)d->redis.backoff_ms);
         return;
     }
     sp_info("redis", "connected");

@@ -90,8 +90,16 @@ class Scenario:
                 "--set", "http.listen=",
                 *extra]
 
+    @property
+    def log_path(self):
+        return os.path.join(self.stack.tmp, self.group + ".log")
+
+    def log_text(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
     def start_daemon(self, *extra):
-        log = open(os.path.join(self.stack.tmp, self.group + ".log"), "ab")
+        log = open(self.log_path, "ab")
         p = subprocess.Popen(self.daemon_cmd(*extra), stderr=log)
         self.procs.append(p)
         return p

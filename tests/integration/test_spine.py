@@ -100,15 +100,24 @@ def test_second_drain_counts_nothing_twice(scenario, stack):
     assert mismatches(stack.redis(), scenario.prefix, exp) == []
 
 
-def test_redis_restart_mid_stream_loses_and_doubles_nothing(scenario, stack):
-    gen = scenario.loadgen("--count", 150000, "--rate", 30000, "--videos", 2000,
+def test_redis_outage_pauses_fetching_and_loses_nothing(scenario, stack):
+    gen = scenario.loadgen("--count", 200000, "--rate", 20000, "--videos", 2000,
                            "--creators", 100, "--seed", 11, background=True)
-    d = scenario.start_daemon()
+    d = scenario.start_daemon("--set", "pipeline.max_pending_events=20000",
+                              "--set", "log.level=debug")
     r = stack.redis()
     wait_for(lambda: sum(int(v) for v in scenario.offsets().values()) > 20000, 60,
              "the daemon to make progress")
+    seen = len(scenario.log_text())
     stack.run("stop-redis")
+    since = lambda: scenario.log_text()[seen:]
+    # With Redis down the daemon holds at most ~max_pending_events in memory
+    # and stops fetching instead of buffering the stream.
+    wait_for(lambda: "connect failed" in since() and "pausing fetch" in since(), 30,
+             "backpressure while Redis is down")
+    assert gen.poll() is None, "the stream ended before the outage mattered"
     stack.run("start-redis")
+    wait_for(lambda: "resuming fetch" in since(), 30, "fetching to resume")
     wait_for(lambda: gen.poll() is not None, 120, "the load generator")
     assert gen.returncode == 0
     d.terminate()
