@@ -19,6 +19,9 @@
 #include "config.h"
 #include "event.h"
 #include "log.h"
+#include "metrics.h"
+
+struct MHD_Daemon;
 
 #define SP_REASONS_MAX 32
 
@@ -118,6 +121,12 @@ void sp_kafka_close(sp_daemon *d);
 int sp_kafka_closed(sp_daemon *d);
 void sp_kafka_free(sp_daemon *d);
 
+/* ---- http.c ---- */
+
+/* Starts the HTTP server on [http] listen (no-op when empty). */
+int sp_http_start(sp_daemon *d, char *errstr, size_t errsz);
+void sp_http_stop(sp_daemon *d);
+
 /* ---- the daemon ---- */
 
 typedef struct sp_reason_count {
@@ -161,6 +170,12 @@ struct sp_daemon {
     int paused;
     uv_timer_t flush_timer;
 
+    /* http.c */
+    struct MHD_Daemon *http;
+    uv_poll_t http_poll;
+    uv_timer_t http_timer;
+    unsigned http_port;
+
     /* main.c */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t stop_timer;
@@ -174,7 +189,12 @@ struct sp_daemon {
     uint64_t events_by_type[SP_EV__COUNT];
     uint64_t bad_total;
     sp_reason_count bad_by_reason[SP_REASONS_MAX];
-    uint64_t flushes, flushed_events, fenced;
+    uint64_t flushes, flushed_events, fenced, dead_letters;
+    sp_histogram flush_hist;
+    int kafka_down;          /* librdkafka says all brokers are down */
+    uint64_t loop_lag_ms;    /* lateness of the last 100 ms tick */
+    uint64_t tick_due_ms;
+    uv_timer_t tick_timer;
     sp_ratelimit rl_kafka_err, rl_redis_err, rl_bad;
 };
 

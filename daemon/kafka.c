@@ -16,7 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "daemon.h"
+#include "jsonarena.h"
 
 #define SP_CONSUME_BATCH 1024
 
@@ -112,10 +115,39 @@ static void sp__log_cb(const rd_kafka_t *rk, int level, const char *fac, const c
 static void sp__error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     sp_daemon *d = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && rk == d->rk)
+        d->kafka_down = 1;
     unsigned long sup;
     if (sp_ratelimit_ok(&d->rl_kafka_err, sp_wall_ms(), 5000, &sup))
         sp_warn("kafka", "error: %s: %s suppressed=%lu",
                 rd_kafka_err2name((rd_kafka_resp_err_t)err), reason, sup);
+}
+
+/* librdkafka's statistics (every 2 s, on the loop): Kafka is up while at
+ * least one real broker connection is UP. Returns 0: we do not keep json. */
+static int sp__stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    sp_daemon *d = opaque;
+    json_error_t err;
+    json_t *root = json_loadb(json, len, 0, &err), *brokers, *b;
+    const char *name;
+    if (root == NULL)
+        return 0;
+    int up = 0;
+    brokers = json_object_get(root, "brokers");
+    json_object_foreach(brokers, name, b) {
+        json_t *state = json_object_get(b, "state");
+        json_t *nodeid = json_object_get(b, "nodeid");
+        if (json_is_string(state) && strcmp(json_string_value(state), "UP") == 0 &&
+            json_integer_value(nodeid) >= 0)
+            up++;
+    }
+    json_decref(root);
+    sp_jsonarena_reset();
+    if (d->kafka_down != (up == 0))
+        sp_info("kafka", "brokers %s", up ? "reachable again" : "all unreachable");
+    d->kafka_down = up == 0;
+    return 0;
 }
 
 /* Takes everything the consumer queue holds. */
@@ -187,6 +219,7 @@ static void sp__dlq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *o
         free(ref);
         return;
     }
+    d->dead_letters++;
     sp_pipeline_on_dlq_delivered(d, ref->topic, ref->partition, ref->gen);
     free(ref);
     sp_daemon_check_progress(d);
@@ -339,7 +372,8 @@ int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz)
          * consumer slower than the fetcher idles most of each second. Bound
          * the queue by bytes (queued.max.messages.kbytes) instead. */
         sp__set(conf, "queued.min.messages", "1000000", e, sizeof(e)) ||
-        sp__set(conf, "queued.max.messages.kbytes", "32768", e, sizeof(e))) {
+        sp__set(conf, "queued.max.messages.kbytes", "32768", e, sizeof(e)) ||
+        sp__set(conf, "statistics.interval.ms", "2000", e, sizeof(e))) {
         snprintf(errstr, errsz, "kafka config: %s", e);
         rd_kafka_conf_destroy(conf);
         return -1;
@@ -352,6 +386,7 @@ int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz)
     rd_kafka_conf_set_rebalance_cb(conf, sp__rebalance_cb);
     rd_kafka_conf_set_log_cb(conf, sp__log_cb);
     rd_kafka_conf_set_error_cb(conf, sp__error_cb);
+    rd_kafka_conf_set_stats_cb(conf, sp__stats_cb);
 
     d->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
     if (d->rk == NULL) {

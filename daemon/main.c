@@ -76,6 +76,8 @@ static void sp__finish_cb(uv_timer_t *t)
     sp__close_handle((uv_handle_t *)&d->flush_timer);
     sp__close_handle((uv_handle_t *)&d->stats_timer);
     sp__close_handle((uv_handle_t *)&d->watchdog_timer);
+    sp__close_handle((uv_handle_t *)&d->tick_timer);
+    sp_http_stop(d);
     sp__close_handle((uv_handle_t *)&d->sig_term);
     sp__close_handle((uv_handle_t *)&d->sig_int);
     sp__close_handle((uv_handle_t *)&d->sig_hup);
@@ -141,14 +143,34 @@ static void sp__flush_cb(uv_timer_t *t)
 
 static void sp__stats_cb(uv_timer_t *t)
 {
-    sp__log_stats(t->data, "stats");
+    sp_daemon *d = t->data;
+    sp__log_stats(d, "stats");
+    sd_notifyf(0, "STATUS=consuming: %zu partition(s), %" PRIu64 " events applied, %" PRIu64
+               " bad, redis %s", d->n_parts, d->flushed_events, d->bad_total,
+               d->redis.state == SP_REDIS_READY ? "up" : "down");
 }
 
+/* Pinged from the loop, and only while healthy: a stalled loop or a
+ * daemon that cannot reach Redis or Kafka gets restarted by systemd. */
 static void sp__watchdog_cb(uv_timer_t *t)
 {
     sp_daemon *d = t->data;
-    if (d->redis.state == SP_REDIS_READY)
+    sp_buf scratch;
+    sp_buf_init(&scratch);
+    if (sp_health_check(d, &scratch))
         sd_notify(0, "WATCHDOG=1");
+    sp_buf_free(&scratch);
+}
+
+/* Measures how late the loop runs a 100 ms timer: the loop-lag figure of
+ * /metrics and /healthz. */
+static void sp__tick_cb(uv_timer_t *t)
+{
+    sp_daemon *d = t->data;
+    uv_update_time(d->loop);
+    uint64_t now = uv_now(d->loop);
+    d->loop_lag_ms = now > d->tick_due_ms ? now - d->tick_due_ms : 0;
+    d->tick_due_ms = now + 100;
 }
 
 static int sp__load_config(sp_config *cfg, const char *path, char **sets, int n_sets);
@@ -157,7 +179,11 @@ static void sp__signal_cb(uv_signal_t *s, int signum)
 {
     sp_daemon *d = s->data;
     if (signum == SIGHUP) {
-        sd_notify(0, "RELOADING=1");
+        struct timespec mono;
+        clock_gettime(CLOCK_MONOTONIC, &mono);
+        sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+                   (unsigned long long)mono.tv_sec * 1000000ULL +
+                       (unsigned long long)mono.tv_nsec / 1000ULL);
         sp_config fresh;
         sp_config_init(&fresh);
         if (sp__load_config(&fresh, d->config_path, d->sets, d->n_sets) != 0) {
@@ -177,7 +203,7 @@ static void sp__signal_cb(uv_signal_t *s, int signum)
             sp_info("daemon", "reloaded [momentum] and [log] level=%s", fresh.log_level);
         }
         sp_config_free(&fresh);
-        sd_notify(0, "READY=1");
+        sd_notify(0, "READY=1\nSTATUS=consuming (reloaded)");
         return;
     }
     if (d->stopping) {
@@ -338,6 +364,8 @@ int main(int argc, char **argv)
     uv_timer_init(&loop, &d->flush_timer);
     uv_timer_init(&loop, &d->stats_timer);
     uv_timer_init(&loop, &d->watchdog_timer);
+    uv_timer_init(&loop, &d->tick_timer);
+    d->tick_timer.data = d;
     d->stop_timer.data = d->flush_timer.data = d->stats_timer.data = d;
     d->watchdog_timer.data = d;
     uv_signal_init(&loop, &d->sig_term);
@@ -356,8 +384,9 @@ int main(int argc, char **argv)
 
     char errstr[512];
     sp_redis_start(d);
-    if (sp_kafka_start(d, errstr, sizeof(errstr)) != 0) {
-        sp_error("kafka", "%s", errstr);
+    if (sp_http_start(d, errstr, sizeof(errstr)) != 0 ||
+        sp_kafka_start(d, errstr, sizeof(errstr)) != 0) {
+        sp_error("daemon", "%s", errstr);
         d->exit_code = 1;
         d->finishing = 1;
         uv_timer_start(&d->stop_timer, sp__finish_cb, 0, 0);
@@ -365,6 +394,8 @@ int main(int argc, char **argv)
         uv_timer_start(&d->flush_timer, sp__flush_cb, (uint64_t)d->cfg.flush_interval_ms,
                        (uint64_t)d->cfg.flush_interval_ms);
         uv_timer_start(&d->stats_timer, sp__stats_cb, 10000, 10000);
+        d->tick_due_ms = uv_now(&loop) + 100;
+        uv_timer_start(&d->tick_timer, sp__tick_cb, 100, 100);
         uint64_t wd_usec;
         if (sd_watchdog_enabled(0, &wd_usec) > 0)
             uv_timer_start(&d->watchdog_timer, sp__watchdog_cb, wd_usec / 2000,

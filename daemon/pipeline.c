@@ -234,6 +234,8 @@ static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
 
     if (strcmp(status, "ok") == 0 || strcmp(status, "dup") == 0) {
         p->stored = p->inflight_to;
+        sp_histogram_observe(&d->flush_hist,
+                             (double)(uv_now(d->loop) - p->inflight_sent_ms) / 1000.0);
         sp_debug("pipeline", "flushed topic=%s partition=%d events=%" PRIu64 " videos=%zu bytes=%zu ms=%" PRIu64,
                  p->topic, (int)p->partition, sp_batch_events(done), sp_batch_videos(done),
                  p->inflight_cmd.len, uv_now(d->loop) - p->inflight_sent_ms);

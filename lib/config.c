@@ -123,6 +123,9 @@ static const sp__key sp__keys[] = {
         "empty turns the server off."},
     {"http", "tokens_file", SP_T_STR, C(http_tokens_file), "", 0, 0, NULL, 0,
      "File of API tokens: <sha256 hex> <account_type> <creator_id or *>."},
+    {"http", "max_lag", SP_T_INT, C(http_max_lag), "1000000", 0, 1e12, NULL, 0,
+     "/healthz answers 503 when a partition's consumer lag exceeds this many\n"
+     "messages; 0 turns the check off."},
     {"log", "level", SP_T_ENUM, C(log_level), "info", 0, 0,
      "error|warn|info|debug", SP_CF_RELOADABLE, "Lowest level logged."},
     {"log", "format", SP_T_ENUM, C(log_format), "text", 0, 0, "text|json",

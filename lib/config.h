@@ -73,6 +73,7 @@ typedef struct sp_config {
     /* [http] */
     char *http_listen;
     char *http_tokens_file;
+    int64_t http_max_lag;
     /* [log] */
     char *log_level;   /* error, warn, info, debug */
     char *log_format;  /* text, json */
