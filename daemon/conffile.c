@@ -10,6 +10,7 @@ typedef struct {
     FILE *f;
     const char *path;
     int line;        /* number of the line inih is looking at */
+    int section_line; /* line of the latest [section] header */
     sp_config *cfg;
 } sp__ini;
 
@@ -23,6 +24,8 @@ static char *sp__reader(char *str, int num, void *stream)
     const char *s = str;
     while (*s == ' ' || *s == '\t')
         s++;
+    if (*s == '[')
+        in->section_line = in->line;
     if (*s != '\0' && *s != '\n' && *s != '\r' && *s != ';' && *s != '#' &&
         *s != '[' && strchr(s, '=') == NULL)
         sp_config_error(in->cfg, in->path, in->line,
@@ -43,13 +46,13 @@ static int sp__handler(void *user, const char *section, const char *name,
                         name);
         return 1;
     }
-    sp_config_set(in->cfg, in->path, in->line, section, name, value);
+    sp_config_set(in->cfg, in->path, in->line, in->section_line, section, name, value);
     return 1;
 }
 
 int sp_conffile_load(sp_config *cfg, const char *path)
 {
-    sp__ini in = {NULL, path, 0, cfg};
+    sp__ini in = {NULL, path, 0, 0, cfg};
     in.f = fopen(path, "r");
     if (in.f == NULL) {
         sp_config_error(cfg, path, 0, "cannot open: %s", strerror(errno));

@@ -200,7 +200,11 @@ static void sp__signal_cb(uv_signal_t *s, int signum)
             d->cfg.cooldown_min = fresh.cooldown_min;
             d->cfg.send_resolved = fresh.send_resolved;
             sp_log_configure(fresh.log_level, fresh.log_format);
-            sp_info("daemon", "reloaded [momentum] and [log] level=%s", fresh.log_level);
+            sp_info("daemon", "reloaded [momentum] and [log]: min_velocity=%g min_z=%g "
+                    "ratio_rising=%g ratio_surging=%g ratio_viral=%g cooldown_min=%lld "
+                    "log.level=%s", fresh.min_velocity, fresh.min_z, fresh.ratio_rising,
+                    fresh.ratio_surging, fresh.ratio_viral, (long long)fresh.cooldown_min,
+                    fresh.log_level);
         }
         sp_config_free(&fresh);
         sd_notify(0, "READY=1\nSTATUS=consuming (reloaded)");
@@ -229,7 +233,7 @@ static int sp__load_config(sp_config *cfg, const char *path, char **sets, int n_
                             "\"%s\": expected section.key=value", sets[i]);
             continue;
         }
-        sp_config_set(cfg, "--set", i + 1, section, key, value);
+        sp_config_set(cfg, "--set", i + 1, i + 1, section, key, value);
         free(section);
         free(key);
         free(value);

@@ -8,7 +8,8 @@ PKGS="build-essential cmake ninja-build pkg-config git ca-certificates \
   libcurl4-openssl-dev libmicrohttpd-dev libsystemd-dev libssl-dev \
   libcmocka-dev libinih-dev \
   redis-server redis-tools openjdk-17-jre-headless maven kcat \
-  python3 python3-pytest python3-redis python3-confluent-kafka"
+  python3 python3-pytest python3-redis python3-confluent-kafka \
+  python3-prometheus-client curl"
 
 missing=""
 for p in $PKGS; do

@@ -339,7 +339,7 @@ static sp_webhook_conf *sp__webhook(sp_config *cfg, const char *file, int line,
     return w;
 }
 
-int sp_config_set(sp_config *cfg, const char *file, int line,
+int sp_config_set(sp_config *cfg, const char *file, int line, int section_line,
                   const char *section, const char *key, const char *value)
 {
     void *base = cfg;
@@ -355,14 +355,21 @@ int sp_config_set(sp_config *cfg, const char *file, int line,
                  (name[i] >= '0' && name[i] <= '9') || name[i] == '_' ||
                  name[i] == '-';
         if (!ok) {
-            sp_config_error(cfg, file, line,
+            sp_config_error(cfg, file, section_line,
                             "[%s]: bad webhook name (allowed: 1-64 of A-Z a-z 0-9 _ -)",
                             section);
             return -1;
         }
-        if ((base = sp__webhook(cfg, file, line, name)) == NULL)
+        if ((base = sp__webhook(cfg, file, section_line, name)) == NULL)
             return -1;
         table_section = "webhook";
+        if (strcmp(key, "url") == 0 && *value != '\0' && strncmp(value, "http://", 7) != 0 &&
+            strncmp(value, "https://", 8) != 0) {
+            sp_config_error(cfg, file, line,
+                            "[%s] url: \"%s\" (allowed: http://... or https://...)", section,
+                            value);
+            return -1;
+        }
     } else if (strcmp(section, "kafka") == 0 &&
                strncmp(key, "rdkafka.", 8) == 0) {
         if (key[8] == '\0') {
@@ -430,11 +437,6 @@ int sp_config_validate(sp_config *cfg, const char *file)
         if (w->url[0] == '\0')
             sp_config_error(cfg, w->file, w->line,
                             "[webhook.%s] url: missing (required)", w->name);
-        else if (strncmp(w->url, "http://", 7) != 0 &&
-                 strncmp(w->url, "https://", 8) != 0)
-            sp_config_error(cfg, w->file, w->line,
-                            "[webhook.%s] url: \"%s\" (allowed: http://... or https://...)",
-                            w->name, w->url);
     }
     return cfg->n_errors;
 }

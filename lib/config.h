@@ -89,11 +89,12 @@ void sp_config_init(sp_config *cfg);
 void sp_config_free(sp_config *cfg);
 
 /*
- * Sets one key. file and line name where it came from (line 0 for the
- * command line). On a bad key or value, records an error naming them and
- * returns -1; otherwise returns 0.
+ * Sets one key. file and line name where it came from; section_line is the
+ * line of its [section] header (errors about a whole section name it). On a
+ * bad key or value, records an error naming them and returns -1; otherwise
+ * returns 0.
  */
-int sp_config_set(sp_config *cfg, const char *file, int line,
+int sp_config_set(sp_config *cfg, const char *file, int line, int section_line,
                   const char *section, const char *key, const char *value);
 
 /* Records a free-form error (e.g. from the INI reader) naming file:line. */

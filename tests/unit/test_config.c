@@ -32,13 +32,13 @@ static void test_errors_name_file_line_allowed(void **state)
 {
     sp_config c;
     sp_config_init(&c);
-    assert_int_equal(sp_config_set(&c, "a.conf", 3, "redis", "port", "0"), -1);
-    assert_int_equal(sp_config_set(&c, "a.conf", 4, "log", "level", "loud"), -1);
-    assert_int_equal(sp_config_set(&c, "a.conf", 5, "pipeline", "nope", "1"), -1);
-    assert_int_equal(sp_config_set(&c, "a.conf", 6, "momentum", "min_z", "x"), -1);
-    assert_int_equal(sp_config_set(&c, "a.conf", 7, "webhook.ops", "timeout_ms", "5"), -1);
-    assert_int_equal(sp_config_set(&c, "a.conf", 8, "momentum", "send_resolved", "maybe"), -1);
-    assert_int_equal(sp_config_set(&c, "a.conf", 9, "kafka", "group", ""), -1);
+    assert_int_equal(sp_config_set(&c, "a.conf", 3, 3, "redis", "port", "0"), -1);
+    assert_int_equal(sp_config_set(&c, "a.conf", 4, 4, "log", "level", "loud"), -1);
+    assert_int_equal(sp_config_set(&c, "a.conf", 5, 5, "pipeline", "nope", "1"), -1);
+    assert_int_equal(sp_config_set(&c, "a.conf", 6, 6, "momentum", "min_z", "x"), -1);
+    assert_int_equal(sp_config_set(&c, "a.conf", 7, 7, "webhook.ops", "timeout_ms", "5"), -1);
+    assert_int_equal(sp_config_set(&c, "a.conf", 8, 8, "momentum", "send_resolved", "maybe"), -1);
+    assert_int_equal(sp_config_set(&c, "a.conf", 9, 9, "kafka", "group", ""), -1);
     assert_int_equal(c.n_errors, 7);
     assert_non_null(strstr(c.errors, "a.conf:3: [redis] port: 0 is out of range (allowed: 1 to 65535)"));
     assert_non_null(strstr(c.errors, "a.conf:4: [log] level: \"loud\" is not allowed (allowed: error,warn,info,debug)"));
@@ -57,10 +57,10 @@ static void test_rdkafka_passthrough_and_dump(void **state)
 {
     sp_config c;
     sp_config_init(&c);
-    assert_int_equal(sp_config_set(&c, "f", 1, "kafka", "rdkafka.fetch.min.bytes", "1"), 0);
-    assert_int_equal(sp_config_set(&c, "f", 2, "redis", "password", "hunter2"), 0);
-    assert_int_equal(sp_config_set(&c, "f", 3, "webhook.ops", "url", "https://x"), 0);
-    assert_int_equal(sp_config_set(&c, "f", 4, "webhook.ops", "secret", "whsec_abc"), 0);
+    assert_int_equal(sp_config_set(&c, "f", 1, 1, "kafka", "rdkafka.fetch.min.bytes", "1"), 0);
+    assert_int_equal(sp_config_set(&c, "f", 2, 2, "redis", "password", "hunter2"), 0);
+    assert_int_equal(sp_config_set(&c, "f", 3, 3, "webhook.ops", "url", "https://x"), 0);
+    assert_int_equal(sp_config_set(&c, "f", 4, 4, "webhook.ops", "secret", "whsec_abc"), 0);
     assert_int_equal(c.n_rdkafka, 1);
     assert_string_equal(c.rdkafka[0].key, "fetch.min.bytes");
     char *dump = sp_config_dump(&c);
