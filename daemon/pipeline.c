@@ -429,7 +429,10 @@ static void sp__offsets_cb(sp_daemon *d, redisReply *reply, void *priv)
                 tp->topic, (int)tp->partition,
                 stored >= 0 ? reply->element[i]->str : "beginning");
     }
-    if (assign->cnt > 0) {
+    if (ok) {
+        /* librdkafka waits for exactly one assign call per assignment, an
+         * empty one included (after a cooperative revoke it hands out an
+         * empty assignment and waits for the call). */
         sp_kafka_assign(d, assign);
         d->assigned_once = 1;
     }
@@ -440,6 +443,12 @@ static void sp__offsets_cb(sp_daemon *d, redisReply *reply, void *priv)
 
 void sp_pipeline_on_assign(sp_daemon *d, rd_kafka_topic_partition_list_t *parts)
 {
+    if (parts->cnt == 0) {
+        sp_kafka_assign(d, parts); /* nothing to look up; librdkafka waits for the call */
+        d->assigned_once = 1;
+        sp_daemon_check_progress(d);
+        return;
+    }
     for (int i = 0; i < parts->cnt; i++) {
         sp_part *p = sp__part_find(d, parts->elems[i].topic, parts->elems[i].partition);
         if (p == NULL)

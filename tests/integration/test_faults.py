@@ -1,0 +1,154 @@
+"""Fault suite (CTest label "faults"): rebalances between several daemons,
+a broker restart, Redis losing its data, hostile input, and an outage
+longer than the reconnect backoff. After each, totals equal the ground
+truth exactly."""
+import json
+import random
+import signal
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import mismatches, wait_for
+
+
+def applied(scenario):
+    return sum(int(v) for v in scenario.offsets().values())
+
+
+def test_instances_joining_and_leaving_split_partitions_exactly_once(scenario, stack):
+    scenario.partitions = 6
+    gen = scenario.loadgen("--count", 300000, "--rate", 25000, "--videos", 3000,
+                           "--creators", 300, "--bad", 0.002, "--seed", 31, background=True)
+    rnd = random.Random(7)
+    fast = ("--set", "kafka.rdkafka.session.timeout.ms=6000",
+            "--set", "kafka.rdkafka.heartbeat.interval.ms=500")
+    a = scenario.start_daemon(*fast)
+    wait_for(lambda: applied(scenario) > 10000, 60, "the first daemon to make progress")
+    b = scenario.start_daemon(*fast)
+    c = scenario.start_daemon(*fast)
+    # Partitions move to b and c, then back as they leave one way or another.
+    wait_for(lambda: scenario.log_text().count("rebalance: assigned") >= 3, 60,
+             "the others to get partitions")
+    before = applied(scenario)
+    wait_for(lambda: applied(scenario) > before + 10000, 60, "progress with three")
+    b.terminate()                       # a graceful leave
+    assert b.wait(timeout=15) == 0
+    before = applied(scenario)
+    wait_for(lambda: applied(scenario) > before + 10000, 60, "progress after b left")
+    c.send_signal(signal.SIGKILL)       # a crash: its partitions move after the session
+    c.wait()
+    d = scenario.start_daemon(*fast)    # and a newcomer
+    assert gen.poll() is None, "the stream ended before the rebalances"
+    wait_for(lambda: gen.poll() is not None, 120, "the stream")
+    wait_for(lambda: applied(scenario) == scenario.expected()["messages"], 120,
+             "every message applied by the survivors")
+    for p in (a, d):
+        p.terminate()
+        assert p.wait(timeout=15) == 0
+    assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
+    log = scenario.log_text()
+    assert log.count("rebalance: revoked") >= 2
+
+
+def test_broker_restart_mid_stream(scenario, stack):
+    gen = scenario.loadgen("--count", 100000, "--rate", 20000, "--videos", 1000,
+                           "--creators", 100, "--seed", 41, background=True)
+    d = scenario.start_daemon()
+    wait_for(lambda: applied(scenario) > 10000, 60, "progress")
+    stack.run("stop-kafka")
+    stack.run("start-kafka")
+    wait_for(lambda: gen.poll() is not None, 120, "the stream")
+    assert gen.returncode == 0
+    wait_for(lambda: applied(scenario) == scenario.expected()["messages"], 120,
+             "every message applied after the broker came back")
+    assert d.poll() is None
+    d.terminate()
+    assert d.wait(timeout=15) == 0
+    assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
+
+
+def test_redis_losing_its_data_stops_the_daemon_with_a_clear_error(scenario, stack):
+    gen = scenario.loadgen("--count", 100000, "--rate", 20000, "--videos", 1000,
+                           "--creators", 100, "--seed", 43, background=True)
+    d = scenario.start_daemon()
+    r = stack.redis()
+    wait_for(lambda: applied(scenario) > 10000, 60, "progress")
+    # What a Redis restarted without its AOF looks like: our keys are gone.
+    for k in r.scan_iter(scenario.prefix + "*", count=1000):
+        r.delete(k)
+    assert d.wait(timeout=20) == 1
+    assert "Redis lost or flushed its data" in scenario.log_text()
+    gen.wait(timeout=60)
+
+
+def test_hostile_input_goes_to_the_dead_letter_topic_and_good_events_around_it_count(
+        scenario, stack):
+    now = __import__("time").time()
+    ms = int(now * 1000)
+    good = '{"type":"like","video_id":"hv1","creator_id":"hc1","ts":%d}' % ms
+    hostile = [
+        (b"", "bad_json"),
+        (b"   ", "bad_json"),
+        (b"\x00\x01\x02\xff", "bad_json"),
+        (b'{"type":"like","video_id":"hv1","ts":1', "bad_json"),
+        (b'{"type":"like","video_id":"h\xc3","ts":1}', "bad_json"),            # truncated UTF-8
+        (b'{"type":"like","video_id":"h\xff\xfe","ts":1}', "bad_json"),        # invalid UTF-8
+        (b'{"type":"like","video_id":"hv1\\u0000x","ts":1}', "bad_json"),     # NUL in a string
+        (b"[" * 5000 + b"]" * 5000, "bad_json"),                              # deep nesting
+        (b'{"type":"like","type":"view","video_id":"hv1","ts":1}', "bad_json"),  # duplicate key
+        (b"null", "bad_json"),
+        (b"42", "bad_json"),
+        (b'"like"', "bad_json"),
+        (b"[]", "not_object"),
+        (b'{"type":"like","video_id":"hv1","ts":1,"pad":"' + b"x" * 70000 + b'"}', "too_large"),
+        (b'{"type":"LIKE","video_id":"hv1","ts":1}', "unknown_type"),
+        (b'{"type":"","video_id":"hv1","ts":1}', "unknown_type"),
+        (b'{"type":null,"video_id":"hv1","ts":1}', "bad_field:type"),
+        (b'{"type":["like"],"video_id":"hv1","ts":1}', "bad_field:type"),
+        (b'{"type":"like","video_id":"","ts":1}', "bad_field:video_id"),
+        (b'{"type":"like","video_id":"' + b"v" * 129 + b'","ts":1}', "bad_field:video_id"),
+        (b'{"type":"like","video_id":"a{b}","ts":1}', "bad_field:video_id"),
+        (b'{"type":"like","video_id":"has space","ts":1}', "bad_field:video_id"),
+        (b'{"type":"like","video_id":7,"ts":1}', "bad_field:video_id"),
+        (b'{"type":"like","video_id":"hv1"}', "bad_field:ts"),
+        (b'{"type":"like","video_id":"hv1","ts":1e400}', "bad_json"),          # huge number
+        (b'{"type":"like","video_id":"hv1","ts":99999999999999999999999}', "bad_json"),
+        (b'{"type":"like","video_id":"hv1","ts":1.5}', "bad_field:ts"),
+        (b'{"type":"like","video_id":"hv1","ts":-1}', "bad_field:ts"),
+        (b'{"type":"like","video_id":"hv1","ts":"NaN"}', "bad_field:ts"),
+        (b'{"type":"like","video_id":"hv1","ts":"2026-02-30T00:00:00Z"}', "bad_field:ts"),
+        (b'{"type":"like","video_id":"hv1","ts":%d}' % (ms + 300000 + 60000), "future_ts"),
+        (b'{"type":"like","video_id":"hv1","ts":9223372036854775807}', "future_ts"),
+        (b'{"type":"view","video_id":"hv1","ts":1,"watch_ms":86400001}', "bad_field:watch_ms"),
+        (b'{"type":"view","video_id":"hv1","ts":1,"watch_ms":1.0}', "bad_field:watch_ms"),
+        (b'{"type":"view","video_id":"hv1","ts":1,"region":"U"}', "bad_field:region"),
+        (b'{"type":"view","video_id":"hv1","ts":1,"age_bucket":"55-"}', "bad_field:age_bucket"),
+        (b'{"type":"view","video_id":"hv1","ts":1,"hashtags":["a","' + b"b" * 65 + b'"]}',
+         "bad_field:hashtags"),
+        (b'{"type":"view","video_id":"hv1","ts":1,"hashtags":' +
+         json.dumps(["t%d" % i for i in range(21)]).encode() + b"}", "bad_field:hashtags"),
+        (b'{"type":"share","video_id":"hv1","ts":1,"user_id":"tab\\tid"}', "bad_field:user_id"),
+        (b'{"type":"share","video_id":"hv1","ts":1,"share_type":{}}', "bad_field:share_type"),
+        (b'{"type":"share","video_id":"hv1","ts":1,"platform":"' + b"p" * 33 + b'"}',
+         "bad_field:platform"),
+        (b'{"type":"follow","creator_id":"","ts":1}', "bad_field:creator_id"),
+    ]
+    admin = AdminClient({"bootstrap.servers": stack.brokers})
+    for f in admin.create_topics([NewTopic(scenario.topic, 1, 1)]).values():
+        f.result()
+    p = Producer({"bootstrap.servers": stack.brokers, "message.max.bytes": 1000000})
+    # good, hostile, good, hostile, ..., good: all to one partition, in order.
+    for value, _ in hostile:
+        p.produce(scenario.topic, value=good.encode(), key=b"k")
+        p.produce(scenario.topic, value=value, key=b"k")
+    p.produce(scenario.topic, value=good.encode(), key=b"k")
+    assert p.flush(30) == 0
+    scenario.drain()
+    r = stack.redis()
+    assert r.hget(scenario.prefix + "v:{hv1}", "likes") == str(len(hostile) + 1)
+    from test_spine import read_topic
+    dlq = read_topic(stack.brokers, scenario.dlq)
+    got = [(v, h["sp-reason"].decode()) for _, _, _, v, h in dlq]
+    assert got == [(v, reason) for v, reason in hostile]
+    assert len({reason for _, reason in hostile}) == 16 and len(hostile) >= 30
