@@ -50,20 +50,40 @@ static int sp__handler(void *user, const char *section, const char *name,
     return 1;
 }
 
-int sp_conffile_load(sp_config *cfg, const char *path)
+static int sp__load(sp_config *cfg, const char *path, FILE *f)
 {
-    sp__ini in = {NULL, path, 0, 0, cfg};
-    in.f = fopen(path, "r");
-    if (in.f == NULL) {
-        sp_config_error(cfg, path, 0, "cannot open: %s", strerror(errno));
-        return cfg->n_errors;
-    }
+    sp__ini in = {f, path, 0, 0, cfg};
     ini_allow_multiline = 0;
     int rc = ini_parse_stream(sp__reader, &in, sp__handler, &in);
-    fclose(in.f);
     if (rc > 0 && cfg->n_errors == 0)
         sp_config_error(cfg, path, rc, "syntax error");
     else if (rc < 0)
         sp_config_error(cfg, path, 0, "cannot read");
     return cfg->n_errors;
+}
+
+int sp_conffile_load(sp_config *cfg, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        sp_config_error(cfg, path, 0, "cannot open: %s", strerror(errno));
+        return cfg->n_errors;
+    }
+    int n = sp__load(cfg, path, f);
+    fclose(f);
+    return n;
+}
+
+int sp_conffile_load_mem(sp_config *cfg, const char *name, const char *data, size_t len)
+{
+    if (len == 0)
+        return cfg->n_errors;
+    FILE *f = fmemopen((void *)data, len, "r");
+    if (f == NULL) {
+        sp_config_error(cfg, name, 0, "cannot read: %s", strerror(errno));
+        return cfg->n_errors;
+    }
+    int n = sp__load(cfg, name, f);
+    fclose(f);
+    return n;
 }

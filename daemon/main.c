@@ -408,8 +408,11 @@ int main(int argc, char **argv)
 
     uv_run(&loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&loop);
-    if (rc != 0)
+    if (rc != 0) {
+        /* A handle outlived the loop: a bug, and a failure for the tests. */
         sp_error("daemon", "BUG: uv_loop_close: %s", uv_strerror(rc));
+        d->exit_code = 1;
+    }
     sp_pipeline_free(d);
     sp_jsonarena_uninstall();
     int exit_code = d->exit_code;

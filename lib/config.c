@@ -395,6 +395,13 @@ int sp_config_set(sp_config *cfg, const char *file, int line, int section_line,
         return 0;
     }
 
+    if (strcmp(section, "webhook") == 0) {
+        /* The webhook rows describe sp_webhook_conf, not sp_config: they
+         * apply only through a named [webhook.NAME] section. */
+        sp_config_error(cfg, file, section_line,
+                        "[webhook] needs a name (allowed: [webhook.NAME], NAME of A-Z a-z 0-9 _ -)");
+        return -1;
+    }
     int known_section = 0;
     for (size_t i = 0; i < SP_ARRAY_SIZE(sp__keys); i++) {
         const sp__key *k = &sp__keys[i];

@@ -2,12 +2,14 @@
 # tests/run.sh - the whole test suite, on a fresh Debian 12 machine too:
 # installs what is missing, builds twice (a normal build, and one with
 # AddressSanitizer and UndefinedBehaviorSanitizer), and runs every test of
-# both with CTest. Unit tests use cmocka; integration tests run the real
+# both with CTest; then a short libFuzzer run of each parser (clang build). Unit tests use cmocka; integration tests run the real
 # daemon against a real Kafka broker and redis-server that the tests start
 # on free loopback ports (deploy/stack.sh) and stop when done.
 #
 #   tests/run.sh              everything
-#   tests/run.sh -L unit      only one CTest label (unit, integration)
+#   tests/run.sh -L unit      only one CTest label (unit, integration,
+#                             faults, leaks) in the two main builds
+# SP_FUZZ_SECONDS sets the length of each fuzz run (30 s).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -23,6 +25,8 @@ build() {
 
 build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 build build-asan -DCMAKE_BUILD_TYPE=Debug -DSP_SANITIZE=ON
+CC=clang-14 build build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSP_FUZZ=ON \
+    -DSP_FUZZ_SECONDS="${SP_FUZZ_SECONDS:-30}"
 
 # librdkafka's and Java's own threads are not ours to judge for leaks at
 # exit; every other ASan and UBSan finding fails the run.
@@ -34,4 +38,6 @@ echo "== tests: normal build"
 ctest --test-dir build --output-on-failure "$@" || rc=1
 echo "== tests: ASan+UBSan build"
 ctest --test-dir build-asan --output-on-failure "$@" || rc=1
+echo "== tests: libFuzzer targets, a short bounded run each"
+ctest --test-dir build-fuzz --output-on-failure -L fuzz || rc=1
 exit $rc

@@ -152,3 +152,41 @@ def test_hostile_input_goes_to_the_dead_letter_topic_and_good_events_around_it_c
     got = [(v, h["sp-reason"].decode()) for _, _, _, v, h in dlq]
     assert got == [(v, reason) for v, reason in hostile]
     assert len({reason for _, reason in hostile}) == 16 and len(hostile) >= 30
+
+
+def vm_hwm_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0
+
+
+def test_thirty_second_redis_outage_under_a_flood_keeps_memory_bounded(scenario, stack):
+    # The stream keeps coming at 40 000 events/s while Redis is away for 30 s:
+    # the daemon pauses fetching at max_pending_events, its memory stays
+    # bounded, and after Redis returns it catches up with nothing lost.
+    gen = scenario.loadgen("--count", 2000000, "--rate", 40000, "--videos", 20000,
+                           "--creators", 2000, "--seed", 47, background=True)
+    d = scenario.start_daemon("--set", "pipeline.max_pending_events=200000")
+    wait_for(lambda: applied(scenario) > 50000, 60, "progress")
+    stack.run("stop-redis")
+    try:
+        deadline = __import__("time").monotonic() + 30
+        peak = 0
+        while __import__("time").monotonic() < deadline:
+            assert d.poll() is None, "the daemon died while Redis was down"
+            peak = max(peak, vm_hwm_mb(d.pid))
+            __import__("time").sleep(0.5)
+    finally:
+        stack.run("start-redis")
+    assert gen.poll() is None, "the flood ended before Redis came back"
+    wait_for(lambda: gen.poll() is not None, 120, "the stream")
+    wait_for(lambda: applied(scenario) == scenario.expected()["messages"], 300,
+             "the catch-up")
+    peak = max(peak, vm_hwm_mb(d.pid))
+    d.terminate()
+    assert d.wait(timeout=15) == 0
+    assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
+    print("peak RSS during the outage and catch-up: %.0f MB" % peak)
+    assert peak < 400, "peak RSS %.0f MB" % peak

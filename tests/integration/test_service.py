@@ -162,6 +162,7 @@ BAD_CONFIGS = [
     ("[webhook.ops]\ntimeout_ms = 500\n", 1, "[webhook.ops] url: missing (required)"),
     ("[webhook.ops]\nurl = ftp://x\n", 2, '[webhook.ops] url: "ftp://x" (allowed: http://... or https://...)'),
     ("[webhook.a b]\nurl = http://x\n", 1, "[webhook.a b]: bad webhook name"),
+    ("[webhook]\nurl = http://x\n", 1, "[webhook] needs a name (allowed: [webhook.NAME]"),
     ("[surprise]\nx = 1\n", 2, "unknown section [surprise] (allowed: kafka, redis, pipeline"),
     ("brokers = x\n", 1, 'key "brokers" outside any section'),
     ("[kafka]\nthis line has no equals sign\n", 2, "syntax error"),
