@@ -42,6 +42,7 @@ typedef struct sp_redis {
     uv_timer_t timer;        /* reconnect backoff and reply timeouts */
     uint64_t backoff_ms;
     uint64_t connect_started_ms;
+    uint64_t down_since_ms;  /* when the current backoff wait began */
     uint64_t inflight;       /* commands awaiting a reply */
     uint64_t progress_ms;    /* last reply, or when inflight became > 0 */
     uint64_t errors, reconnects;
@@ -94,8 +95,10 @@ void sp_pipeline_on_revoke(sp_daemon *d, rd_kafka_topic_partition_list_t *parts)
 void sp_pipeline_on_redis_ready(sp_daemon *d);
 void sp_pipeline_on_dlq_delivered(sp_daemon *d, const char *topic,
                                   int32_t partition, uint64_t gen);
-/* Flushes what can be flushed; force ignores the size threshold. */
-void sp_pipeline_flush(sp_daemon *d, int force);
+/* Sends every partition's pending batch that can go now (Redis ready, no
+ * batch in flight, its dead letters delivered), and resends batches whose
+ * connection died. */
+void sp_pipeline_flush(sp_daemon *d);
 /* True when nothing is pending, in flight or awaiting dead-letter delivery. */
 int sp_pipeline_idle(sp_daemon *d);
 /* --drain: true once every assigned partition reached its start end. */

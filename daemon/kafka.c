@@ -284,6 +284,42 @@ static int sp__set(rd_kafka_conf_t *conf, const char *k, const char *v,
     return 0;
 }
 
+/* What the daemon needs of librdkafka; [kafka] rdkafka.* comes after these
+ * and may override them. */
+static const char *const sp__consumer_defaults[][2] = {
+    {"partition.assignment.strategy", "cooperative-sticky"},
+    /* Offsets are stored only after Redis acknowledged (exactly once). */
+    {"enable.auto.offset.store", "false"},
+    {"enable.auto.commit", "true"},
+    {"auto.offset.reset", "earliest"},
+    {"enable.partition.eof", "true"},
+    {"log.queue", "true"},
+    {"client.id", "sharepulsed"},
+    /* librdkafka 2.0 stops fetching for about a second once its local queue
+     * holds queued.min.messages; with the default 100000 a consumer slower
+     * than the fetcher idles most of each second. Bound the queue by bytes
+     * (queued.max.messages.kbytes) instead. */
+    {"queued.min.messages", "1000000"},
+    {"queued.max.messages.kbytes", "32768"},
+    {"statistics.interval.ms", "2000"},
+};
+
+static const char *const sp__producer_defaults[][2] = {
+    {"enable.idempotence", "true"},
+    {"linger.ms", "5"},
+    {"client.id", "sharepulsed-dlq"},
+    {"log.queue", "true"},
+};
+
+static int sp__set_all(rd_kafka_conf_t *conf, const char *const kv[][2], size_t n,
+                       char *errstr, size_t errsz)
+{
+    for (size_t i = 0; i < n; i++)
+        if (sp__set(conf, kv[i][0], kv[i][1], errstr, errsz) != 0)
+            return -1;
+    return 0;
+}
+
 static int sp__apply_user_props(sp_daemon *d, rd_kafka_conf_t *conf,
                                 char *errstr, size_t errsz)
 {
@@ -360,20 +396,8 @@ int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz)
 
     if (sp__set(conf, "bootstrap.servers", cfg->kafka_brokers, e, sizeof(e)) ||
         sp__set(conf, "group.id", cfg->kafka_group, e, sizeof(e)) ||
-        sp__set(conf, "partition.assignment.strategy", "cooperative-sticky", e, sizeof(e)) ||
-        sp__set(conf, "enable.auto.offset.store", "false", e, sizeof(e)) ||
-        sp__set(conf, "enable.auto.commit", "true", e, sizeof(e)) ||
-        sp__set(conf, "auto.offset.reset", "earliest", e, sizeof(e)) ||
-        sp__set(conf, "enable.partition.eof", "true", e, sizeof(e)) ||
-        sp__set(conf, "log.queue", "true", e, sizeof(e)) ||
-        sp__set(conf, "client.id", "sharepulsed", e, sizeof(e)) ||
-        /* librdkafka 2.0 stops fetching for about a second once its local
-         * queue holds queued.min.messages; with the default 100000 a
-         * consumer slower than the fetcher idles most of each second. Bound
-         * the queue by bytes (queued.max.messages.kbytes) instead. */
-        sp__set(conf, "queued.min.messages", "1000000", e, sizeof(e)) ||
-        sp__set(conf, "queued.max.messages.kbytes", "32768", e, sizeof(e)) ||
-        sp__set(conf, "statistics.interval.ms", "2000", e, sizeof(e))) {
+        sp__set_all(conf, sp__consumer_defaults, SP_ARRAY_SIZE(sp__consumer_defaults), e,
+                    sizeof(e))) {
         snprintf(errstr, errsz, "kafka config: %s", e);
         rd_kafka_conf_destroy(conf);
         return -1;
@@ -442,11 +466,14 @@ int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz)
     if (cfg->kafka_dlq_topic[0] != '\0') {
         rd_kafka_conf_t *pconf = rd_kafka_conf_new();
         if (sp__set(pconf, "bootstrap.servers", cfg->kafka_brokers, e, sizeof(e)) ||
-            sp__set(pconf, "enable.idempotence", "true", e, sizeof(e)) ||
-            sp__set(pconf, "linger.ms", "5", e, sizeof(e)) ||
-            sp__set(pconf, "client.id", "sharepulsed-dlq", e, sizeof(e)) ||
-            sp__set(pconf, "log.queue", "true", e, sizeof(e))) {
+            sp__set_all(pconf, sp__producer_defaults, SP_ARRAY_SIZE(sp__producer_defaults), e,
+                        sizeof(e))) {
             snprintf(errstr, errsz, "kafka producer config: %s", e);
+            rd_kafka_conf_destroy(pconf);
+            return -1;
+        }
+        /* Security and client settings ([kafka] rdkafka.*) apply to both. */
+        if (sp__apply_user_props(d, pconf, errstr, errsz) != 0) {
             rd_kafka_conf_destroy(pconf);
             return -1;
         }

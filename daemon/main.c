@@ -122,7 +122,7 @@ void sp_daemon_check_progress(sp_daemon *d)
         return;
 
     int late = uv_now(d->loop) - d->stop_started_ms > SP_STOP_DEADLINE_MS;
-    sp_pipeline_flush(d, 1);
+    sp_pipeline_flush(d);
     if (!d->kafka_closing && (sp_pipeline_idle(d) || late || d->exit_code != 0)) {
         if (!sp_pipeline_idle(d))
             sp_warn("daemon", "stop deadline reached with batches unacknowledged; "
@@ -138,7 +138,7 @@ void sp_daemon_check_progress(sp_daemon *d)
 
 static void sp__flush_cb(uv_timer_t *t)
 {
-    sp_pipeline_flush(t->data, 0);
+    sp_pipeline_flush(t->data);
 }
 
 static void sp__stats_cb(uv_timer_t *t)

@@ -276,7 +276,7 @@ static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
         return;
     }
     if (sp_batch_events(p->pending) + sp_batch_bad(p->pending) >= SP_FLUSH_EAGER_EVENTS)
-        sp_pipeline_flush(d, 0);
+        sp_pipeline_flush(d);
     sp_daemon_check_progress(d);
 }
 
@@ -287,14 +287,13 @@ static void sp__send_inflight(sp_daemon *d, sp_part *p)
     sp_redis_send(d, p->inflight_cmd.data, p->inflight_cmd.len, sp__apply_cb, p);
 }
 
-static void sp__flush_part(sp_daemon *d, sp_part *p, int force)
+static void sp__flush_part(sp_daemon *d, sp_part *p)
 {
     if (p->state != SP_PART_ACTIVE || p->inflight != NULL || p->pending_dlq > 0)
         return;
     uint64_t n = sp_batch_events(p->pending) + sp_batch_bad(p->pending);
     if (n == 0 || p->next < 0)
         return;
-    (void)force;
 
     sp_batch_target t = {d->cfg.redis_prefix, d->cfg.kafka_group, p->topic,
                          p->partition, p->stored, p->next};
@@ -310,7 +309,7 @@ static void sp__flush_part(sp_daemon *d, sp_part *p, int force)
         sp__backpressure(d);
 }
 
-void sp_pipeline_flush(sp_daemon *d, int force)
+void sp_pipeline_flush(sp_daemon *d)
 {
     if (d->redis.state != SP_REDIS_READY)
         return;
@@ -319,7 +318,7 @@ void sp_pipeline_flush(sp_daemon *d, int force)
         if (p->inflight != NULL && !p->inflight_sent)
             sp__send_inflight(d, p);
         else
-            sp__flush_part(d, p, force);
+            sp__flush_part(d, p);
     }
 }
 
@@ -477,7 +476,7 @@ static void sp__reseek(sp_daemon *d, sp_part *p)
 void sp_pipeline_on_redis_ready(sp_daemon *d)
 {
     sp__request_offsets(d);
-    sp_pipeline_flush(d, 1);
+    sp_pipeline_flush(d);
 }
 
 /* ---- revocation ---- */

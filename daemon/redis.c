@@ -282,16 +282,15 @@ static void sp__timer_cb(uv_timer_t *t)
     sp_daemon *d = t->data;
     sp_redis *r = &d->redis;
     uint64_t now = uv_now(d->loop);
-    static uint64_t down_since;
 
     if (r->closing)
         return;
     switch (r->state) {
     case SP_REDIS_DOWN:
-        if (down_since == 0)
-            down_since = now;
-        if (now - down_since >= r->backoff_ms) {
-            down_since = 0;
+        if (r->down_since_ms == 0)
+            r->down_since_ms = now;
+        if (now - r->down_since_ms >= r->backoff_ms) {
+            r->down_since_ms = 0;
             r->reconnects++;
             sp__redis_connect(d);
         }

@@ -102,62 +102,48 @@ int sp_rfc3339_parse(const char *s, size_t len, int64_t *ms)
     return 0;
 }
 
-static int sp__is_id_char(unsigned char c)
+/* Character classes of the string fields; i is the position in the string. */
+static int sp__is_id_char(unsigned char c, size_t i)
 {
+    (void)i;
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
            (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
            c == '-';
 }
 
-/* Copies a valid video/creator id. Returns 0 or -1. */
-static int sp__take_id(json_t *v, char *out)
+static int sp__is_user_char(unsigned char c, size_t i)
+{
+    (void)i;
+    return c > 0x20 && c != 0x7f; /* printable, no space; UTF-8 allowed */
+}
+
+static int sp__is_platform_char(unsigned char c, size_t i)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           (i > 0 && (c == '.' || c == '_' || c == '-'));
+}
+
+/* Copies a string field of 1..max bytes, each allowed by ok, into out
+ * (max + 1 bytes). Returns 0, or -1 if v is not such a string. */
+static int sp__take_string(json_t *v, char *out, size_t max,
+                           int (*ok)(unsigned char, size_t))
 {
     if (!json_is_string(v))
         return -1;
     const char *s = json_string_value(v);
     size_t n = json_string_length(v);
-    if (n < 1 || n > SP_ID_MAX)
+    if (n < 1 || n > max)
         return -1;
     for (size_t i = 0; i < n; i++)
-        if (!sp__is_id_char((unsigned char)s[i]))
+        if (!ok((unsigned char)s[i], i))
             return -1;
     memcpy(out, s, n + 1);
     return 0;
 }
 
-static int sp__take_user(json_t *v, char *out)
+static int sp__take_id(json_t *v, char *out)
 {
-    if (!json_is_string(v))
-        return -1;
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
-    if (n < 1 || n > SP_ID_MAX)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c == 0x7f)
-            return -1;
-    }
-    memcpy(out, s, n + 1);
-    return 0;
-}
-
-static int sp__take_platform(json_t *v, char *out)
-{
-    if (!json_is_string(v))
-        return -1;
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
-    if (n < 1 || n > SP_PLATFORM_MAX)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              (i > 0 && (c == '.' || c == '_' || c == '-'))))
-            return -1;
-    }
-    memcpy(out, s, n + 1);
-    return 0;
+    return sp__take_string(v, out, SP_ID_MAX, sp__is_id_char);
 }
 
 static int sp__take_ts(json_t *v, int64_t *ts)
@@ -269,7 +255,7 @@ int sp_event_parse(const char *buf, size_t len, int64_t now_ms,
             SP__BAD("creator_id");
 
     if ((v = json_object_get(root, "user_id")) != NULL &&
-        sp__take_user(v, ev->user_id) != 0)
+        sp__take_string(v, ev->user_id, SP_ID_MAX, sp__is_user_char) != 0)
         SP__BAD("user_id");
 
     if ((v = json_object_get(root, "share_type")) != NULL) {
@@ -281,7 +267,7 @@ int sp_event_parse(const char *buf, size_t len, int64_t now_ms,
     }
 
     if ((v = json_object_get(root, "platform")) != NULL &&
-        sp__take_platform(v, ev->platform) != 0)
+        sp__take_string(v, ev->platform, SP_PLATFORM_MAX, sp__is_platform_char) != 0)
         SP__BAD("platform");
 
     if ((v = json_object_get(root, "watch_ms")) != NULL) {

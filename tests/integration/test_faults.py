@@ -3,6 +3,7 @@ a broker restart, Redis losing its data, hostile input, and an outage
 longer than the reconnect backoff. After each, totals equal the ground
 truth exactly."""
 import json
+import os
 import random
 import signal
 
@@ -189,4 +190,7 @@ def test_thirty_second_redis_outage_under_a_flood_keeps_memory_bounded(scenario,
     assert d.wait(timeout=15) == 0
     assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
     print("peak RSS during the outage and catch-up: %.0f MB" % peak)
-    assert peak < 400, "peak RSS %.0f MB" % peak
+    # AddressSanitizer's shadow memory and quarantine inflate RSS; the bound
+    # is the production build's.
+    if os.environ.get("SP_SANITIZE", "OFF") not in ("ON", "1", "TRUE"):
+        assert peak < 400, "peak RSS %.0f MB" % peak
