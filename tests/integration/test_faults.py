@@ -194,3 +194,24 @@ def test_thirty_second_redis_outage_under_a_flood_keeps_memory_bounded(scenario,
     # is the production build's.
     if os.environ.get("SP_SANITIZE", "OFF") not in ("ON", "1", "TRUE"):
         assert peak < 400, "peak RSS %.0f MB" % peak
+
+
+def test_sigterm_with_redis_down_stops_within_ten_seconds(scenario, stack):
+    gen = scenario.loadgen("--count", 100000, "--rate", 20000, "--videos", 500,
+                           "--creators", 50, "--seed", 53, background=True)
+    d = scenario.start_daemon()
+    wait_for(lambda: applied(scenario) > 20000, 60, "progress")
+    stack.run("stop-redis")
+    try:
+        wait_for(lambda: "connect failed" in scenario.log_text(), 10, "Redis to be missed")
+        t0 = __import__("time").monotonic()
+        d.terminate()
+        assert d.wait(timeout=15) == 0
+        took = __import__("time").monotonic() - t0
+        assert took < 10, "stopping took %.1f s" % took
+    finally:
+        stack.run("start-redis")
+    assert "unacknowledged; they will be consumed again" in scenario.log_text()
+    gen.wait(timeout=60)
+    scenario.drain()
+    assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
