@@ -86,6 +86,7 @@ typedef struct sp_part {
     int64_t end_at_start;   /* --drain: high watermark seen at start */
     int64_t low_at_start;
     int eof;
+    int64_t eof_offset;     /* where librdkafka reported the end */
     int want_offsets;       /* ASSIGNING: stored offset still to be asked */
 } sp_part;
 
@@ -157,6 +158,8 @@ struct sp_daemon {
     int dlq_pipe[2];
     uv_poll_t dlq_poll;
     int kafka_closing;
+    int rk_loop_ready;       /* rk_poll and rk_timer initialised */
+    int dlq_loop_ready;
     int cooperative;
     rd_kafka_topic_partition_list_t *watermarks; /* --drain: ends at start */
     int assigned_once;

@@ -59,7 +59,21 @@ void sp_kafka_assign(sp_daemon *d, rd_kafka_topic_partition_list_t *parts)
 void sp_kafka_unassign(sp_daemon *d, rd_kafka_topic_partition_list_t *parts)
 {
     if (d->cooperative && parts != NULL) {
-        rd_kafka_error_t *error = rd_kafka_incremental_unassign(d->rk, parts);
+        /* librdkafka refuses the whole list if one partition is not in the
+         * local assignment (a partition being re-seeked, say); the call is
+         * still made, empty if need be, as a revoke waits for it. */
+        rd_kafka_topic_partition_list_t *cur = NULL, *mine;
+        mine = rd_kafka_topic_partition_list_new(parts->cnt);
+        if (rd_kafka_assignment(d->rk, &cur) == 0) {
+            for (int i = 0; i < parts->cnt; i++)
+                if (rd_kafka_topic_partition_list_find(cur, parts->elems[i].topic,
+                                                       parts->elems[i].partition))
+                    rd_kafka_topic_partition_list_add(mine, parts->elems[i].topic,
+                                                      parts->elems[i].partition);
+            rd_kafka_topic_partition_list_destroy(cur);
+        }
+        rd_kafka_error_t *error = rd_kafka_incremental_unassign(d->rk, mine);
+        rd_kafka_topic_partition_list_destroy(mine);
         if (error) {
             sp_error("kafka", "unassign failed: %s", rd_kafka_error_string(error));
             rd_kafka_error_destroy(error);
@@ -215,8 +229,10 @@ static void sp__dlq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *o
                               RD_KAFKA_V_OPAQUE(ref), RD_KAFKA_V_END) == 0)
             return;
         rd_kafka_headers_destroy(hdrs);
-        sp_error("kafka", "dead-letter produce failed for good; the batch waits");
+        sp_error("kafka", "dead-letter produce failed for good; stopping so that its batch "
+                 "is consumed again after a restart");
         free(ref);
+        sp_daemon_stop(d, 1);
         return;
     }
     d->dead_letters++;
@@ -271,7 +287,7 @@ int sp_kafka_dead_letter(sp_daemon *d, const rd_kafka_message_t *rkm,
         sp_error("kafka", "dead-letter produce failed: %s; stopping so that nothing is lost",
                  rd_kafka_err2str(err));
         sp_daemon_stop(d, 1);
-        return 0;
+        return 1; /* counted as outstanding for good: its batch never flushes */
     }
     return 1;
 }
@@ -462,6 +478,7 @@ int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz)
     uv_timer_init(d->loop, &d->rk_timer);
     d->rk_timer.data = d;
     uv_timer_start(&d->rk_timer, sp__rk_timer_cb, 100, 100);
+    d->rk_loop_ready = 1;
 
     if (cfg->kafka_dlq_topic[0] != '\0') {
         rd_kafka_conf_t *pconf = rd_kafka_conf_new();
@@ -497,6 +514,7 @@ int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz)
         rd_kafka_queue_t *mq = rd_kafka_queue_get_main(d->dlq);
         rd_kafka_queue_io_event_enable(mq, d->dlq_pipe[1], "1", 1);
         rd_kafka_queue_destroy(mq);
+        d->dlq_loop_ready = 1;
     }
     return 0;
 }
@@ -537,16 +555,20 @@ void sp_kafka_free(sp_daemon *d)
             sp_error("kafka", "dead-letter flush at exit: %s", rd_kafka_err2str(err));
         rd_kafka_destroy(d->dlq);
         d->dlq = NULL;
-        sp__close_pipe(d, &d->dlq_poll, d->dlq_pipe);
+        if (d->dlq_loop_ready)
+            sp__close_pipe(d, &d->dlq_poll, d->dlq_pipe);
     }
     if (d->rk != NULL) {
         rd_kafka_queue_io_event_enable(d->rkq, -1, NULL, 0);
-        uv_timer_stop(&d->rk_timer);
-        uv_close((uv_handle_t *)&d->rk_timer, NULL);
+        if (d->rk_loop_ready) {
+            uv_timer_stop(&d->rk_timer);
+            uv_close((uv_handle_t *)&d->rk_timer, NULL);
+        }
         rd_kafka_queue_destroy(d->rkq);
         rd_kafka_destroy(d->rk);
         d->rk = NULL;
-        sp__close_pipe(d, &d->rk_poll, d->rk_pipe);
+        if (d->rk_loop_ready)
+            sp__close_pipe(d, &d->rk_poll, d->rk_pipe);
     }
     if (d->watermarks)
         rd_kafka_topic_partition_list_destroy(d->watermarks);

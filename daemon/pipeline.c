@@ -119,8 +119,10 @@ int sp_pipeline_on_message(sp_daemon *d, rd_kafka_message_t *rkm, int64_t now_ms
     sp_part *p = sp__part_find(d, topic, rkm->partition);
 
     if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        if (p != NULL)
+        if (p != NULL) {
             p->eof = 1;
+            p->eof_offset = rkm->offset;
+        }
         return 0;
     }
     if (rkm->err) {
@@ -206,6 +208,17 @@ static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
             return;
         }
         p->inflight_sent = 0;
+        if (reply != NULL && (strstr(reply->str, "Error running script") != NULL ||
+                              strstr(reply->str, "user_script") != NULL)) {
+            /* Redis does not roll a script back: writes made before the
+             * error stay, so resending would count them again. */
+            sp_error("redis", "apply script failed part-way topic=%s partition=%d error=\"%s\"; "
+                     "stopping rather than counting twice", p->topic, (int)p->partition,
+                     reply->str);
+            d->redis.errors++;
+            sp_daemon_stop(d, 1);
+            return;
+        }
         if (reply != NULL) {
             unsigned long sup;
             d->redis.errors++;
@@ -257,17 +270,33 @@ static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
             sp_daemon_stop(d, 1);
             return;
         }
+        sp_batch_free(done);
+        if (p->state != SP_PART_ACTIVE) {
+            /* Being revoked: the next owner reads the stored offset. */
+            sp_daemon_check_progress(d);
+            return;
+        }
+        if (!d->cooperative) {
+            /* An eager unassign would drop every partition; a restart
+             * resumes all of them from Redis instead. */
+            sp_error("pipeline", "fenced topic=%s partition=%d expected=%" PRId64
+                     " stored=%" PRId64 ": another writer moved it; restarting to re-read",
+                     p->topic, (int)p->partition, p->stored, stored);
+            sp_daemon_stop(d, 1);
+            return;
+        }
         sp_warn("pipeline", "fenced topic=%s partition=%d expected=%" PRId64
                 " stored=%" PRId64 ": another writer moved it; re-reading from there",
                 p->topic, (int)p->partition, p->stored, stored);
-        sp_batch_free(done);
         sp__reseek(d, p);
         sp_daemon_check_progress(d);
         return;
     } else {
-        sp_error("redis", "unexpected apply reply topic=%s partition=%d",
+        /* Not our script's answer: whether it applied is unknown. */
+        sp_error("redis", "unexpected apply reply topic=%s partition=%d; stopping",
                  p->topic, (int)p->partition);
-        p->inflight = done;
+        sp_batch_free(done);
+        sp_daemon_stop(d, 1);
         return;
     }
     sp_batch_free(done);
@@ -309,10 +338,13 @@ static void sp__flush_part(sp_daemon *d, sp_part *p)
         sp__backpressure(d);
 }
 
+static void sp__request_offsets(sp_daemon *d);
+
 void sp_pipeline_flush(sp_daemon *d)
 {
     if (d->redis.state != SP_REDIS_READY)
         return;
+    sp__request_offsets(d); /* partitions whose offsets were refused earlier */
     for (size_t i = 0; i < d->n_parts; i++) {
         sp_part *p = d->parts[i];
         if (p->inflight != NULL && !p->inflight_sent)
@@ -343,7 +375,10 @@ int sp_pipeline_drained(sp_daemon *d)
         if (p->state != SP_PART_ACTIVE)
             return 0;
         int64_t pos = p->next >= 0 ? p->next : p->low_at_start;
-        if (p->end_at_start >= 0 && pos < p->end_at_start && !(p->eof && p->next < 0))
+        /* A partition can end in transaction markers that are never
+         * delivered: its end-of-partition offset says it is done. */
+        if (p->end_at_start >= 0 && pos < p->end_at_start &&
+            !(p->eof && p->eof_offset >= p->end_at_start))
             return 0;
     }
     return sp_pipeline_idle(d);
@@ -390,9 +425,10 @@ static void sp__request_offsets(sp_daemon *d)
     char *cmd;
     int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
     SP_ASSERT(len > 0);
+    int n = list->cnt; /* the callback may run, and free list, right away */
     sp_redis_send(d, cmd, (size_t)len, sp__offsets_cb, list);
     free(cmd);
-    for (int i = 0; i < list->cnt; i++)
+    for (int i = 0; i < n; i++)
         sp_buf_free(&fields[i]);
     free(fields);
     free(lens);
@@ -495,6 +531,12 @@ void sp_pipeline_on_revoke(sp_daemon *d, rd_kafka_topic_partition_list_t *parts)
         d->pending_events -= sp_batch_events(p->pending) + sp_batch_bad(p->pending);
         sp_batch_reset(p->pending);
         p->pending_dlq = 0;
+        if (p->inflight != NULL && !p->inflight_sent) {
+            /* Its connection died (or Redis refused it): nothing is
+             * outstanding, so there is nothing to wait for. */
+            sp_batch_free(p->inflight);
+            p->inflight = NULL;
+        }
     }
     sp_daemon_check_progress(d);
 }

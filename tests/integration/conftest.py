@@ -108,7 +108,8 @@ class Scenario:
         r = subprocess.run(self.daemon_cmd("--drain", *extra), stderr=subprocess.PIPE,
                            timeout=timeout)
         assert r.returncode == 0, r.stderr.decode()[-3000:]
-        return r.stderr.decode()
+        self.drain_log = r.stderr.decode()
+        return self.drain_log
 
     def offsets(self):
         return self.stack.redis().hgetall(self.prefix + "offsets:{%s}" % self.group)

@@ -215,3 +215,20 @@ def test_sigterm_with_redis_down_stops_within_ten_seconds(scenario, stack):
     gen.wait(timeout=60)
     scenario.drain()
     assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
+
+
+def test_foreign_data_under_our_prefix_neither_stops_nor_doubles(scenario, stack):
+    # Someone else's data where sharepulse writes: a non-numeric event_ms in
+    # one video's hash, and a plain string where another video's hash goes.
+    r = stack.redis()
+    r.hset(scenario.prefix + "v:{v1}", "event_ms", "not-a-number")
+    r.set(scenario.prefix + "v:{v2}", "a string")
+    scenario.loadgen("--count", 20000, "--videos", 50, "--creators", 5, "--seed", 59)
+    exp = scenario.expected()
+    scenario.drain()
+    assert "skipped writes to keys of the wrong type" in scenario.drain_log
+    del exp["videos"]["v2"]          # its hash could not be written
+    exp["creators"] = {}             # v2's creator rollup misses v2's events
+    assert mismatches(r, scenario.prefix, exp) == []
+    assert r.get(scenario.prefix + "v:{v2}") == "a string"
+    assert int(r.hget(scenario.prefix + "v:{v1}", "event_ms")) > 0
