@@ -47,6 +47,7 @@ cat <<EOF2
     redis-cli -p $RPORT lrange 'sp:v:{v0}:sharers' 0 2  # newest public sharers
     redis-cli -p $RPORT hgetall 'sp:offsets:{sharepulse-demo}'
     kcat -b 127.0.0.1:$KPORT -C -t engagement-events-dlq -o -5 -e -f '%h  %s\n'
+    curl -s 127.0.0.1:9321/healthz; curl -s 127.0.0.1:9321/metrics | grep events_total
 
   Ctrl-C stops the daemon and the stream; deploy/stack.sh stop stops Kafka and Redis.
 
