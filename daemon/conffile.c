@@ -62,28 +62,26 @@ static int sp__load(sp_config *cfg, const char *path, FILE *f)
     return cfg->n_errors;
 }
 
-int sp_conffile_load(sp_config *cfg, const char *path)
+/* Reads f (NULL: it could not be opened, errno says why) and closes it. */
+static int sp__load_and_close(sp_config *cfg, const char *name, FILE *f)
 {
-    FILE *f = fopen(path, "r");
     if (f == NULL) {
-        sp_config_error(cfg, path, 0, "cannot open: %s", strerror(errno));
-        return cfg->n_errors;
-    }
-    int n = sp__load(cfg, path, f);
-    fclose(f);
-    return n;
-}
-
-int sp_conffile_load_mem(sp_config *cfg, const char *name, const char *data, size_t len)
-{
-    if (len == 0)
-        return cfg->n_errors;
-    FILE *f = fmemopen((void *)data, len, "r");
-    if (f == NULL) {
-        sp_config_error(cfg, name, 0, "cannot read: %s", strerror(errno));
+        sp_config_error(cfg, name, 0, "cannot open: %s", strerror(errno));
         return cfg->n_errors;
     }
     int n = sp__load(cfg, name, f);
     fclose(f);
     return n;
+}
+
+int sp_conffile_load(sp_config *cfg, const char *path)
+{
+    return sp__load_and_close(cfg, path, fopen(path, "r"));
+}
+
+int sp_conffile_load_mem(sp_config *cfg, const char *name, const char *data, size_t len)
+{
+    if (len == 0) /* fmemopen refuses an empty buffer; an empty file is valid */
+        return cfg->n_errors;
+    return sp__load_and_close(cfg, name, fmemopen((void *)data, len, "r"));
 }

@@ -394,17 +394,19 @@ static void sp__request_offsets(sp_daemon *d)
 {
     if (d->redis.state != SP_REDIS_READY)
         return; /* asked again in sp_pipeline_on_redis_ready */
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
+    /* Called on every flush tick: cheap when no partition is waiting. */
+    size_t waiting = 0;
+    for (size_t i = 0; i < d->n_parts; i++)
+        waiting += d->parts[i]->state == SP_PART_ASSIGNING && d->parts[i]->want_offsets;
+    if (waiting == 0)
+        return;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)waiting);
     for (size_t i = 0; i < d->n_parts; i++) {
         sp_part *p = d->parts[i];
         if (p->state == SP_PART_ASSIGNING && p->want_offsets) {
             rd_kafka_topic_partition_list_add(list, p->topic, p->partition);
             p->want_offsets = 0;
         }
-    }
-    if (list->cnt == 0) {
-        rd_kafka_topic_partition_list_destroy(list);
-        return;
     }
     sp_buf key;
     sp_buf_init(&key);

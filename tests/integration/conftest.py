@@ -114,6 +114,18 @@ class Scenario:
     def offsets(self):
         return self.stack.redis().hgetall(self.prefix + "offsets:{%s}" % self.group)
 
+    def applied(self):
+        """Messages applied to Redis so far: the sum of the stored offsets."""
+        return sum(int(v) for v in self.offsets().values())
+
+    def live(self, *loadgen_args, daemon_args=(), progress=10000):
+        """Starts a background stream and a daemon on it, and returns both
+        once the daemon has applied more than progress messages."""
+        gen = self.loadgen(*loadgen_args, background=True)
+        d = self.start_daemon(*daemon_args)
+        wait_for(lambda: self.applied() > progress, 60, "the daemon to make progress")
+        return gen, d
+
     def cleanup(self):
         for p in self.procs:
             if p.poll() is None:

@@ -19,9 +19,9 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(scenario, stack):
         # membership), as a systemd-restarted daemon would with it set.
         d = scenario.start_daemon("--set", "kafka.rdkafka.group.instance.id=crash",
                                   "--set", "kafka.rdkafka.session.timeout.ms=6000")
-        before = sum(int(v) for v in scenario.offsets().values())
+        before = scenario.applied()
         # Let it apply at least one batch, then kill it at a random moment.
-        wait_for(lambda: sum(int(v) for v in scenario.offsets().values()) > before, 30,
+        wait_for(lambda: scenario.applied() > before, 30,
                  "progress after restart %d" % kills)
         assert gen.poll() is None, "the stream ended before the kills"
         try:
@@ -32,7 +32,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(scenario, stack):
         d.send_signal(signal.SIGKILL)
         d.wait()
         kills += 1
-        progress.append(sum(int(v) for v in scenario.offsets().values()))
+        progress.append(scenario.applied())
     wait_for(lambda: gen.poll() is not None, 300, "the load generator")
     assert gen.returncode == 0
     scenario.drain()

@@ -5,16 +5,13 @@ truth exactly."""
 import json
 import os
 import random
+import time
 import signal
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import mismatches, wait_for
-
-
-def applied(scenario):
-    return sum(int(v) for v in scenario.offsets().values())
 
 
 def test_instances_joining_and_leaving_split_partitions_exactly_once(scenario, stack):
@@ -25,24 +22,24 @@ def test_instances_joining_and_leaving_split_partitions_exactly_once(scenario, s
     fast = ("--set", "kafka.rdkafka.session.timeout.ms=6000",
             "--set", "kafka.rdkafka.heartbeat.interval.ms=500")
     a = scenario.start_daemon(*fast)
-    wait_for(lambda: applied(scenario) > 10000, 60, "the first daemon to make progress")
+    wait_for(lambda: scenario.applied() > 10000, 60, "the first daemon to make progress")
     b = scenario.start_daemon(*fast)
     c = scenario.start_daemon(*fast)
     # Partitions move to b and c, then back as they leave one way or another.
     wait_for(lambda: scenario.log_text().count("rebalance: assigned") >= 3, 60,
              "the others to get partitions")
-    before = applied(scenario)
-    wait_for(lambda: applied(scenario) > before + 10000, 60, "progress with three")
+    before = scenario.applied()
+    wait_for(lambda: scenario.applied() > before + 10000, 60, "progress with three")
     b.terminate()                       # a graceful leave
     assert b.wait(timeout=15) == 0
-    before = applied(scenario)
-    wait_for(lambda: applied(scenario) > before + 10000, 60, "progress after b left")
+    before = scenario.applied()
+    wait_for(lambda: scenario.applied() > before + 10000, 60, "progress after b left")
     c.send_signal(signal.SIGKILL)       # a crash: its partitions move after the session
     c.wait()
     d = scenario.start_daemon(*fast)    # and a newcomer
     assert gen.poll() is None, "the stream ended before the rebalances"
     wait_for(lambda: gen.poll() is not None, 120, "the stream")
-    wait_for(lambda: applied(scenario) == scenario.expected()["messages"], 120,
+    wait_for(lambda: scenario.applied() == scenario.expected()["messages"], 120,
              "every message applied by the survivors")
     for p in (a, d):
         p.terminate()
@@ -53,15 +50,13 @@ def test_instances_joining_and_leaving_split_partitions_exactly_once(scenario, s
 
 
 def test_broker_restart_mid_stream(scenario, stack):
-    gen = scenario.loadgen("--count", 100000, "--rate", 20000, "--videos", 1000,
-                           "--creators", 100, "--seed", 41, background=True)
-    d = scenario.start_daemon()
-    wait_for(lambda: applied(scenario) > 10000, 60, "progress")
+    gen, d = scenario.live("--count", 100000, "--rate", 20000, "--videos", 1000,
+                           "--creators", 100, "--seed", 41)
     stack.run("stop-kafka")
     stack.run("start-kafka")
     wait_for(lambda: gen.poll() is not None, 120, "the stream")
     assert gen.returncode == 0
-    wait_for(lambda: applied(scenario) == scenario.expected()["messages"], 120,
+    wait_for(lambda: scenario.applied() == scenario.expected()["messages"], 120,
              "every message applied after the broker came back")
     assert d.poll() is None
     d.terminate()
@@ -70,11 +65,9 @@ def test_broker_restart_mid_stream(scenario, stack):
 
 
 def test_redis_losing_its_data_stops_the_daemon_with_a_clear_error(scenario, stack):
-    gen = scenario.loadgen("--count", 100000, "--rate", 20000, "--videos", 1000,
-                           "--creators", 100, "--seed", 43, background=True)
-    d = scenario.start_daemon()
+    gen, d = scenario.live("--count", 100000, "--rate", 20000, "--videos", 1000,
+                           "--creators", 100, "--seed", 43)
     r = stack.redis()
-    wait_for(lambda: applied(scenario) > 10000, 60, "progress")
     # What a Redis restarted without its AOF looks like: our keys are gone.
     for k in r.scan_iter(scenario.prefix + "*", count=1000):
         r.delete(k)
@@ -85,7 +78,7 @@ def test_redis_losing_its_data_stops_the_daemon_with_a_clear_error(scenario, sta
 
 def test_hostile_input_goes_to_the_dead_letter_topic_and_good_events_around_it_count(
         scenario, stack):
-    now = __import__("time").time()
+    now = time.time()
     ms = int(now * 1000)
     good = '{"type":"like","video_id":"hv1","creator_id":"hc1","ts":%d}' % ms
     hostile = [
@@ -167,23 +160,23 @@ def test_thirty_second_redis_outage_under_a_flood_keeps_memory_bounded(scenario,
     # The stream keeps coming at 40 000 events/s while Redis is away for 30 s:
     # the daemon pauses fetching at max_pending_events, its memory stays
     # bounded, and after Redis returns it catches up with nothing lost.
-    gen = scenario.loadgen("--count", 2000000, "--rate", 40000, "--videos", 20000,
-                           "--creators", 2000, "--seed", 47, background=True)
-    d = scenario.start_daemon("--set", "pipeline.max_pending_events=200000")
-    wait_for(lambda: applied(scenario) > 50000, 60, "progress")
+    gen, d = scenario.live("--count", 2000000, "--rate", 40000, "--videos", 20000,
+                           "--creators", 2000, "--seed", 47,
+                           daemon_args=("--set", "pipeline.max_pending_events=200000"),
+                           progress=50000)
     stack.run("stop-redis")
     try:
-        deadline = __import__("time").monotonic() + 30
+        deadline = time.monotonic() + 30
         peak = 0
-        while __import__("time").monotonic() < deadline:
+        while time.monotonic() < deadline:
             assert d.poll() is None, "the daemon died while Redis was down"
             peak = max(peak, vm_hwm_mb(d.pid))
-            __import__("time").sleep(0.5)
+            time.sleep(0.5)
     finally:
         stack.run("start-redis")
     assert gen.poll() is None, "the flood ended before Redis came back"
     wait_for(lambda: gen.poll() is not None, 120, "the stream")
-    wait_for(lambda: applied(scenario) == scenario.expected()["messages"], 300,
+    wait_for(lambda: scenario.applied() == scenario.expected()["messages"], 300,
              "the catch-up")
     peak = max(peak, vm_hwm_mb(d.pid))
     d.terminate()
@@ -197,17 +190,15 @@ def test_thirty_second_redis_outage_under_a_flood_keeps_memory_bounded(scenario,
 
 
 def test_sigterm_with_redis_down_stops_within_ten_seconds(scenario, stack):
-    gen = scenario.loadgen("--count", 100000, "--rate", 20000, "--videos", 500,
-                           "--creators", 50, "--seed", 53, background=True)
-    d = scenario.start_daemon()
-    wait_for(lambda: applied(scenario) > 20000, 60, "progress")
+    gen, d = scenario.live("--count", 100000, "--rate", 20000, "--videos", 500,
+                           "--creators", 50, "--seed", 53, progress=20000)
     stack.run("stop-redis")
     try:
         wait_for(lambda: "connect failed" in scenario.log_text(), 10, "Redis to be missed")
-        t0 = __import__("time").monotonic()
+        t0 = time.monotonic()
         d.terminate()
         assert d.wait(timeout=15) == 0
-        took = __import__("time").monotonic() - t0
+        took = time.monotonic() - t0
         assert took < 10, "stopping took %.1f s" % took
     finally:
         stack.run("start-redis")

@@ -101,13 +101,12 @@ def test_second_drain_counts_nothing_twice(scenario, stack):
 
 
 def test_redis_outage_pauses_fetching_and_loses_nothing(scenario, stack):
-    gen = scenario.loadgen("--count", 200000, "--rate", 20000, "--videos", 2000,
-                           "--creators", 100, "--seed", 11, background=True)
-    d = scenario.start_daemon("--set", "pipeline.max_pending_events=20000",
-                              "--set", "log.level=debug")
+    gen, d = scenario.live("--count", 200000, "--rate", 20000, "--videos", 2000,
+                           "--creators", 100, "--seed", 11,
+                           daemon_args=("--set", "pipeline.max_pending_events=20000",
+                                        "--set", "log.level=debug"),
+                           progress=20000)
     r = stack.redis()
-    wait_for(lambda: sum(int(v) for v in scenario.offsets().values()) > 20000, 60,
-             "the daemon to make progress")
     seen = len(scenario.log_text())
     stack.run("stop-redis")
     since = lambda: scenario.log_text()[seen:]
