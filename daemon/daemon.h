@@ -20,6 +20,7 @@
 #include "event.h"
 #include "log.h"
 #include "metrics.h"
+#include "window.h"
 
 struct MHD_Daemon;
 
@@ -88,6 +89,10 @@ typedef struct sp_part {
     int eof;
     int64_t eof_offset;     /* where librdkafka reported the end */
     int want_offsets;       /* ASSIGNING: stored offset still to be asked */
+    sp_win *win;            /* rolling windows of the events taken in */
+    int64_t seq;            /* flush sequence stored in Redis; 0: none */
+    int64_t inflight_seq;
+    int64_t max_ts;         /* newest event time taken in; -1: none */
 } sp_part;
 
 int sp_pipeline_on_message(sp_daemon *d, rd_kafka_message_t *rkm, int64_t now_ms);
@@ -175,6 +180,8 @@ struct sp_daemon {
     uint64_t pending_events; /* across partitions, for backpressure */
     int paused;
     uv_timer_t flush_timer;
+    int64_t clock_ms;        /* T, the low watermark (SPEC 2); 0: unknown */
+    sp_buf updates;          /* scratch for the updates message */
 
     /* http.c */
     struct MHD_Daemon *http;

@@ -45,6 +45,8 @@ static sp_part *sp__part_new(sp_daemon *d, const char *topic, int32_t partition)
     p->next = -1;
     p->pending = sp_batch_new();
     p->pending_gen = ++d->next_gen;
+    p->win = sp_win_new();
+    p->max_ts = -1;
     sp_buf_init(&p->inflight_cmd);
     p->end_at_start = -1;
     p->low_at_start = 0;
@@ -70,6 +72,7 @@ static void sp__part_free(sp_part *p)
         return;
     sp_batch_free(p->pending);
     sp_batch_free(p->inflight);
+    sp_win_free(p->win);
     sp_buf_free(&p->inflight_cmd);
     free(p->topic);
     free(p);
@@ -91,6 +94,7 @@ void sp_pipeline_free(sp_daemon *d)
     for (size_t i = 0; i < d->n_parts; i++)
         sp__part_free(d->parts[i]);
     free(d->parts);
+    sp_buf_free(&d->updates);
     d->parts = NULL;
     d->n_parts = d->cap_parts = 0;
 }
@@ -153,6 +157,9 @@ int sp_pipeline_on_message(sp_daemon *d, rd_kafka_message_t *rkm, int64_t now_ms
     }
     if (rc == 0) {
         sp_batch_add(p->pending, &ev);
+        sp_win_add(p->win, &ev);
+        if (ev.ts_ms > p->max_ts)
+            p->max_ts = ev.ts_ms;
         d->events_by_type[ev.type]++;
     } else {
         sp_batch_add_bad(p->pending);
@@ -247,6 +254,7 @@ static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
 
     if (strcmp(status, "ok") == 0 || strcmp(status, "dup") == 0) {
         p->stored = p->inflight_to;
+        p->seq = p->inflight_seq;
         sp_histogram_observe(&d->flush_hist,
                              (double)(uv_now(d->loop) - p->inflight_sent_ms) / 1000.0);
         sp_debug("pipeline", "flushed topic=%s partition=%d events=%" PRIu64 " videos=%zu bytes=%zu ms=%" PRIu64,
@@ -321,21 +329,69 @@ static void sp__flush_part(sp_daemon *d, sp_part *p)
     if (p->state != SP_PART_ACTIVE || p->inflight != NULL || p->pending_dlq > 0)
         return;
     uint64_t n = sp_batch_events(p->pending) + sp_batch_bad(p->pending);
-    if (n == 0 || p->next < 0)
+    if ((n == 0 && sp_win_dirty(p->win) == 0) || p->next < 0)
         return;
 
-    sp_batch_target t = {d->cfg.redis_prefix, d->cfg.kafka_group, p->topic,
-                         p->partition, p->stored, p->next};
+    int64_t clock = sp_win_clock(p->win);
+    sp_batch_target t = {d->cfg.redis_prefix, d->cfg.kafka_group, p->topic, p->partition,
+                         p->stored, p->next, p->seq, clock, d->cfg.top_n};
+    sp_resp r;
+    sp_resp_init(&r);
+    sp_batch_encode(p->pending, &t, d->redis.sha, &r);
+    sp_buf_reset(&d->updates);
+    sp_win_encode(p->win, &r, &d->updates);
+    if (d->updates.len > 0) {
+        sp_buf msg;
+        sp_buf_init(&msg);
+        sp_buf_appendf(&msg, "{\"t\":%" PRId64 ",\"videos\":[", clock);
+        sp_buf_append(&msg, d->updates.data, d->updates.len);
+        sp_buf_appends(&msg, "]}");
+        sp_resp_bulks(&r, "u");
+        sp_resp_bulk(&r, msg.data, msg.len);
+        sp_buf_free(&msg);
+    }
     sp_buf_reset(&p->inflight_cmd);
-    sp_batch_encode(p->pending, &t, d->redis.sha, &p->inflight_cmd);
+    sp_resp_finish(&r, &p->inflight_cmd);
+    sp_resp_free(&r);
     p->inflight = p->pending;
     p->inflight_to = p->next;
+    p->inflight_seq = p->seq + 1;
     p->pending = sp_batch_new();
     p->pending_gen = ++d->next_gen;
     d->pending_events -= n;
     sp__send_inflight(d, p);
     if (d->paused)
         sp__backpressure(d);
+}
+
+/* The clock T (SPEC 2): the lowest watermark of the active partitions,
+ * each its newest event time minus the allowed lateness, or the wall clock
+ * minus the lateness once caught up; never ahead of that, never back. */
+static int64_t sp__clock(sp_daemon *d)
+{
+    int64_t lateness = d->cfg.allowed_lateness_ms;
+    int64_t cap = sp_wall_ms() - lateness, t = INT64_MAX;
+    for (size_t i = 0; i < d->n_parts; i++) {
+        sp_part *p = d->parts[i];
+        if (p->state != SP_PART_ACTIVE)
+            continue;
+        int64_t wm;
+        if (p->eof)
+            wm = cap;
+        else if (p->max_ts >= 0)
+            wm = p->max_ts - lateness;
+        else
+            return d->clock_ms; /* not heard from yet */
+        if (wm < t)
+            t = wm;
+    }
+    if (t == INT64_MAX)
+        return d->clock_ms;
+    if (t > cap)
+        t = cap;
+    if (t > d->clock_ms)
+        d->clock_ms = t;
+    return d->clock_ms;
 }
 
 static void sp__request_offsets(sp_daemon *d);
@@ -345,8 +401,11 @@ void sp_pipeline_flush(sp_daemon *d)
     if (d->redis.state != SP_REDIS_READY)
         return;
     sp__request_offsets(d); /* partitions whose offsets were refused earlier */
+    int64_t clock = sp__clock(d);
     for (size_t i = 0; i < d->n_parts; i++) {
         sp_part *p = d->parts[i];
+        if (p->state == SP_PART_ACTIVE && clock > 0)
+            sp_win_advance(p->win, clock);
         if (p->inflight != NULL && !p->inflight_sent)
             sp__send_inflight(d, p);
         else
@@ -386,10 +445,21 @@ int sp_pipeline_drained(sp_daemon *d)
 
 /* ---- assignment ---- */
 
-static void sp__offsets_cb(sp_daemon *d, redisReply *reply, void *priv);
+/* One lookup of stored positions: an HMGET of the offsets, then an
+ * HGETALL of each partition's window state, sent back to back on one
+ * connection so their replies arrive in that order. */
+typedef struct sp__lookup {
+    rd_kafka_topic_partition_list_t *list;
+    int64_t *offsets;
+    const char **offset_text;   /* for the log; NULL: none stored */
+    int replies;                /* received so far */
+    int ok;
+} sp__lookup;
 
-/* Asks Redis for the stored offsets of every partition that waits for
- * them, in one HMGET; their assignment completes in sp__offsets_cb. */
+static void sp__lookup_cb(sp_daemon *d, redisReply *reply, void *priv);
+
+/* Asks Redis for the stored offsets and window state of every partition
+ * that waits for them; their assignment completes in sp__lookup_done. */
 static void sp__request_offsets(sp_daemon *d)
 {
     if (d->redis.state != SP_REDIS_READY)
@@ -400,73 +470,114 @@ static void sp__request_offsets(sp_daemon *d)
         waiting += d->parts[i]->state == SP_PART_ASSIGNING && d->parts[i]->want_offsets;
     if (waiting == 0)
         return;
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)waiting);
+    sp__lookup *lk = sp_xcalloc(1, sizeof(*lk));
+    lk->list = rd_kafka_topic_partition_list_new((int)waiting);
+    lk->offsets = sp_xcalloc(waiting, sizeof(*lk->offsets));
+    lk->ok = 1;
     for (size_t i = 0; i < d->n_parts; i++) {
         sp_part *p = d->parts[i];
         if (p->state == SP_PART_ASSIGNING && p->want_offsets) {
-            rd_kafka_topic_partition_list_add(list, p->topic, p->partition);
+            rd_kafka_topic_partition_list_add(lk->list, p->topic, p->partition);
             p->want_offsets = 0;
         }
     }
+    int n = lk->list->cnt;
     sp_buf key;
     sp_buf_init(&key);
     sp_buf_appendf(&key, "%soffsets:{%s}", d->cfg.redis_prefix, d->cfg.kafka_group);
-    int argc = 2 + list->cnt;
-    const char **argv = sp_xcalloc((size_t)argc, sizeof(*argv));
-    size_t *lens = sp_xcalloc((size_t)argc, sizeof(*lens));
-    sp_buf *fields = sp_xcalloc((size_t)list->cnt, sizeof(*fields));
-    argv[0] = "HMGET";
-    argv[1] = key.data;
-    for (int i = 0; i < list->cnt; i++) {
-        sp_buf_appendf(&fields[i], "%s:%d", list->elems[i].topic,
-                       (int)list->elems[i].partition);
-        argv[2 + i] = fields[i].data;
+    sp_resp r;
+    sp_resp_init(&r);
+    sp_resp_bulks(&r, "HMGET");
+    sp_resp_bulk(&r, key.data, key.len);
+    for (int i = 0; i < n; i++) {
+        sp_buf_reset(&key);
+        sp_buf_appendf(&key, "%s:%d", lk->list->elems[i].topic,
+                       (int)lk->list->elems[i].partition);
+        sp_resp_bulk(&r, key.data, key.len);
     }
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    char *cmd;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    SP_ASSERT(len > 0);
-    int n = list->cnt; /* the callback may run, and free list, right away */
-    sp_redis_send(d, cmd, (size_t)len, sp__offsets_cb, list);
-    free(cmd);
-    for (int i = 0; i < n; i++)
-        sp_buf_free(&fields[i]);
-    free(fields);
-    free(lens);
-    free(argv);
+    sp_buf cmd;
+    sp_buf_init(&cmd);
+    sp_resp_finish(&r, &cmd);
+    sp_redis_send(d, cmd.data, cmd.len, sp__lookup_cb, lk);
+    /* lk lives until its last reply, which cannot come before the last
+     * send below. */
+    for (int i = 0; i < n; i++) {
+        sp_batch_target t = {d->cfg.redis_prefix, d->cfg.kafka_group, lk->list->elems[i].topic,
+                             lk->list->elems[i].partition, 0, 0, 0, 0, 0};
+        sp_buf_reset(&key);
+        sp_batch_state_key(&t, &key);
+        sp_resp_bulks(&r, "HGETALL");
+        sp_resp_bulk(&r, key.data, key.len);
+        sp_buf_reset(&cmd);
+        sp_resp_finish(&r, &cmd);
+        sp_redis_send(d, cmd.data, cmd.len, sp__lookup_cb, lk);
+    }
+    sp_resp_free(&r);
+    sp_buf_free(&cmd);
     sp_buf_free(&key);
 }
 
-static void sp__offsets_cb(sp_daemon *d, redisReply *reply, void *priv)
+static void sp__lookup_free(sp__lookup *lk)
 {
-    rd_kafka_topic_partition_list_t *list = priv;
-    int ok = reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
-             reply->elements == (size_t)list->cnt;
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
-        sp_error("redis", "reading stored offsets failed: %s", reply->str);
+    rd_kafka_topic_partition_list_destroy(lk->list);
+    free(lk->offsets);
+    free(lk);
+}
 
+/* Restores partition i's window state from its HGETALL reply. */
+static void sp__lookup_state(sp_daemon *d, sp__lookup *lk, int i, redisReply *reply)
+{
+    rd_kafka_topic_partition_t *tp = &lk->list->elems[i];
+    sp_part *p = sp__part_find(d, tp->topic, tp->partition);
+    if (p == NULL || p->state != SP_PART_ASSIGNING)
+        return; /* revoked meanwhile */
+    sp_win_free(p->win);
+    p->win = sp_win_new();
+    p->seq = 0;
+    size_t bad = 0;
+    for (size_t k = 0; k + 1 < reply->elements; k += 2) {
+        const redisReply *f = reply->element[k], *v = reply->element[k + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            bad++;
+        else if (f->len == 4 && memcmp(f->str, "#seq", 4) == 0)
+            p->seq = strtoll(v->str, NULL, 10);
+        else if (sp_win_load(p->win, f->str, f->len, v->str, v->len) != 0)
+            bad++;
+    }
+    if (bad > 0)
+        sp_warn("pipeline", "window state not ours skipped topic=%s partition=%d fields=%zu",
+                tp->topic, (int)tp->partition, bad);
+    sp_info("pipeline", "window state loaded topic=%s partition=%d entities=%zu seq=%" PRId64,
+            tp->topic, (int)tp->partition, sp_win_entities(p->win), p->seq);
+}
+
+static void sp__lookup_done(sp_daemon *d, sp__lookup *lk)
+{
+    rd_kafka_topic_partition_list_t *list = lk->list;
     rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(list->cnt);
     for (int i = 0; i < list->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &list->elems[i];
         sp_part *p = sp__part_find(d, tp->topic, tp->partition);
         if (p == NULL || p->state != SP_PART_ASSIGNING)
             continue; /* revoked meanwhile */
-        if (!ok) {
+        if (!lk->ok) {
             p->want_offsets = 1; /* asked again once Redis is back */
             continue;
         }
-        int64_t stored = sp__parse_offset(reply->element[i]);
+        int64_t stored = lk->offsets[i];
         p->stored = stored;
         p->next = stored;
         p->state = SP_PART_ACTIVE;
         rd_kafka_topic_partition_list_add(assign, tp->topic, tp->partition)->offset =
             stored >= 0 ? stored : RD_KAFKA_OFFSET_BEGINNING;
-        sp_info("pipeline", "assigned topic=%s partition=%d from=%s",
-                tp->topic, (int)tp->partition,
-                stored >= 0 ? reply->element[i]->str : "beginning");
+        if (stored >= 0)
+            sp_info("pipeline", "assigned topic=%s partition=%d from=%" PRId64,
+                    tp->topic, (int)tp->partition, stored);
+        else
+            sp_info("pipeline", "assigned topic=%s partition=%d from=beginning",
+                    tp->topic, (int)tp->partition);
     }
-    if (ok) {
+    if (lk->ok) {
         /* librdkafka waits for exactly one assign call per assignment, an
          * empty one included (after a cooperative revoke it hands out an
          * empty assignment and waits for the call). */
@@ -474,8 +585,32 @@ static void sp__offsets_cb(sp_daemon *d, redisReply *reply, void *priv)
         d->assigned_once = 1;
     }
     rd_kafka_topic_partition_list_destroy(assign);
-    rd_kafka_topic_partition_list_destroy(list);
+    sp__lookup_free(lk);
     sp_daemon_check_progress(d);
+}
+
+static void sp__lookup_cb(sp_daemon *d, redisReply *reply, void *priv)
+{
+    sp__lookup *lk = priv;
+    int i = lk->replies++ - 1; /* -1: the HMGET, then partition i's state */
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+        sp_error("redis", "reading stored positions failed: %s", reply->str);
+    if (i < 0) {
+        if (reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
+            reply->elements == (size_t)lk->list->cnt) {
+            for (int k = 0; k < lk->list->cnt; k++)
+                lk->offsets[k] = sp__parse_offset(reply->element[k]);
+        } else {
+            lk->ok = 0;
+        }
+    } else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+        if (lk->ok)
+            sp__lookup_state(d, lk, i, reply);
+    } else {
+        lk->ok = 0;
+    }
+    if (lk->replies == lk->list->cnt + 1)
+        sp__lookup_done(d, lk);
 }
 
 void sp_pipeline_on_assign(sp_daemon *d, rd_kafka_topic_partition_list_t *parts)
@@ -506,7 +641,7 @@ static void sp__reseek(sp_daemon *d, sp_part *p)
     sp_batch_reset(p->pending);
     p->pending_gen = ++d->next_gen;
     p->pending_dlq = 0;
-    p->state = SP_PART_ASSIGNING;
+    p->state = SP_PART_ASSIGNING; /* its windows are read again too */
     p->want_offsets = 1;
     sp__request_offsets(d);
 }

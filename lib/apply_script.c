@@ -4,12 +4,23 @@
  * sp_batch_encode).
  *
  * ARGV: offsets key, offsets field, from ("" = nothing stored yet), to,
- * key prefix, then records:
+ * key prefix, window state key, sequence from ("" = none yet), sequence
+ * to, clock T, leaderboard length, then records:
  *   v <video> <creator|""> <event_ms> <nh> (field delta)*nh <nd>
  *     (demo-field delta)*nd <nu> user*nu <ns> sharer-json*ns
- *     <np> (platform delta)*np
- *   c <creator> <follows>
+ *     <np> (platform delta)*np               totals of a video
+ *   c <creator> <follows>                    follows of a creator
+ *   w <video> (window delta)*16 <nm> (minute-ms views likes comments
+ *     shares)*nm                             windows and ended minutes
+ *   f <creator> <delta>                      follows_24h
+ *   h <hashtag> <delta>                      a hashtag's shares_1h
+ *   s <entity> <state|"">                    window state (sp_win_load)
+ *   u <json>                                 published on <prefix>updates
  * Replies {"ok"}, {"dup", stored} or {"fenced", stored}.
+ *
+ * Window deltas are added to what the hash holds, so several partitions
+ * can contribute to one video; rates, velocity and the leaderboards are
+ * then derived from the sums.
  *
  * Every write goes through pcall: a key of the wrong type (someone else's
  * data under our prefix) loses that one write, counted in the reply's
@@ -20,9 +31,11 @@
 
 const char sp_apply_script[] =
     "local okey, ofield, from, to, pfx = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
+    "local skey, sfrom, sto, T, topn = ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])\n"
     "local cur = redis.call('HGET', okey, ofield) or ''\n"
-    "if cur == to then return {'dup', cur} end\n"
-    "if cur ~= from then return {'fenced', cur} end\n"
+    "local seq = redis.call('HGET', skey, '#seq') or ''\n"
+    "if cur == to and seq == sto then return {'dup', cur} end\n"
+    "if cur ~= from or seq ~= sfrom then return {'fenced', cur, seq} end\n"
     "local errors = 0\n"
     "local function call(...)\n"
     "  local r = redis.pcall(...)\n"
@@ -31,13 +44,27 @@ const char sp_apply_script[] =
     "end\n"
     "local CF = {views = 1, likes = 2, comments = 3, shares = 4}\n"
     "local CNAMES = {'views', 'likes', 'comments', 'shares', 'follows', 'videos'}\n"
+    "local WF = {'views_1m', 'views_5m', 'views_1h', 'views_24h', 'likes_1m', 'likes_5m',\n"
+    "  'likes_1h', 'likes_24h', 'comments_1m', 'comments_5m', 'comments_1h', 'comments_24h',\n"
+    "  'shares_1m', 'shares_5m', 'shares_1h', 'shares_24h'}\n"
+    "local topv, tops, toph = pfx .. 'top:velocity', pfx .. 'top:shares_1h', pfx .. 'top:hashtags:shares_1h'\n"
+    "local trim = {}\n"
+    "local function board(key, member, score)\n"
+    "  if score > 0 then call('ZADD', key, score, member); trim[key] = true\n"
+    "  else call('ZREM', key, member) end\n"
+    "end\n"
+    "local function rate(args, dels, name, num, den)\n"
+    "  if den > 0 then args[#args + 1] = name; args[#args + 1] = string.format('%.4f', num / den)\n"
+    "  else dels[#dels + 1] = name end\n"
+    "end\n"
     "local creators, corder = {}, {}\n"
     "local function cagg(c)\n"
     "  local a = creators[c]\n"
     "  if not a then a = {0, 0, 0, 0, 0, 0}; creators[c] = a; corder[#corder + 1] = c end\n"
     "  return a\n"
     "end\n"
-    "local i, n = 6, #ARGV\n"
+    "local sset, sdel = {}, {}\n"
+    "local i, n = 11, #ARGV\n"
     "while i <= n do\n"
     "  local kind = ARGV[i]\n"
     "  if kind == 'v' then\n"
@@ -100,6 +127,51 @@ const char sp_apply_script[] =
     "    local ca = cagg(ARGV[i + 1])\n"
     "    ca[5] = ca[5] + tonumber(ARGV[i + 2])\n"
     "    i = i + 3\n"
+    "  elseif kind == 'w' then\n"
+    "    local id = ARGV[i + 1]\n"
+    "    local vk = pfx .. 'v:{' .. id .. '}'\n"
+    "    local d, any = {}, false\n"
+    "    for k = 1, 16 do d[k] = tonumber(ARGV[i + 1 + k]); any = any or d[k] ~= 0 end\n"
+    "    i = i + 18\n"
+    "    if any then\n"
+    "      local cur = call('HMGET', vk, unpack(WF)) or {}\n"
+    "      local v, args, dels = {}, {'updated_ms', T}, {}\n"
+    "      for k = 1, 16 do\n"
+    "        v[k] = (tonumber(cur[k]) or 0) + d[k]\n"
+    "        args[#args + 1] = WF[k]; args[#args + 1] = v[k]\n"
+    "      end\n"
+    "      args[#args + 1] = 'velocity'; args[#args + 1] = string.format('%.1f', v[14] / 5)\n"
+    "      rate(args, dels, 'er_1h', v[7] + v[11] + v[15], v[3])\n"
+    "      rate(args, dels, 'er_24h', v[8] + v[12] + v[16], v[4])\n"
+    "      rate(args, dels, 'share_rate_1h', v[15], v[3])\n"
+    "      rate(args, dels, 'share_rate_24h', v[16], v[4])\n"
+    "      call('HSET', vk, unpack(args))\n"
+    "      if #dels > 0 then call('HDEL', vk, unpack(dels)) end\n"
+    "      if d[14] ~= 0 then board(topv, id, v[14] / 5) end\n"
+    "      if d[15] ~= 0 then board(tops, id, v[15]) end\n"
+    "    end\n"
+    "    local nm = tonumber(ARGV[i]); i = i + 1\n"
+    "    for j = i, i + 5 * (nm - 1), 5 do\n"
+    "      redis.pcall('XADD', vk .. ':series', 'MINID', T - 86400000, ARGV[j] .. '-0',\n"
+    "        'views', ARGV[j + 1], 'likes', ARGV[j + 2], 'comments', ARGV[j + 3], 'shares', ARGV[j + 4])\n"
+    "    end\n"
+    "    i = i + 5 * nm\n"
+    "  elseif kind == 'f' then\n"
+    "    call('HINCRBY', pfx .. 'c:{' .. ARGV[i + 1] .. '}', 'follows_24h', ARGV[i + 2])\n"
+    "    i = i + 3\n"
+    "  elseif kind == 'h' then\n"
+    "    local tag = ARGV[i + 1]\n"
+    "    local v = call('HINCRBY', pfx .. 'hashtags:shares_1h', tag, ARGV[i + 2]) or 0\n"
+    "    if v <= 0 then call('HDEL', pfx .. 'hashtags:shares_1h', tag) end\n"
+    "    board(toph, tag, v)\n"
+    "    i = i + 3\n"
+    "  elseif kind == 's' then\n"
+    "    if ARGV[i + 2] == '' then sdel[#sdel + 1] = ARGV[i + 1]\n"
+    "    else sset[#sset + 1] = ARGV[i + 1]; sset[#sset + 1] = ARGV[i + 2] end\n"
+    "    i = i + 3\n"
+    "  elseif kind == 'u' then\n"
+    "    redis.call('PUBLISH', pfx .. 'updates', ARGV[i + 1])\n"
+    "    i = i + 2\n"
     "  else\n"
     "    return redis.error_reply('sharepulse: bad record kind at ' .. i)\n"
     "  end\n"
@@ -110,5 +182,9 @@ const char sp_apply_script[] =
     "    if a[k] ~= 0 then call('HINCRBY', ck, CNAMES[k], a[k]) end\n"
     "  end\n"
     "end\n"
+    "for key in pairs(trim) do call('ZREMRANGEBYRANK', key, 0, -(topn + 1)) end\n"
+    "for j = 1, #sset, 1000 do call('HSET', skey, unpack(sset, j, math.min(j + 999, #sset))) end\n"
+    "for j = 1, #sdel, 1000 do call('HDEL', skey, unpack(sdel, j, math.min(j + 999, #sdel))) end\n"
+    "redis.call('HSET', skey, '#seq', sto)\n"
     "redis.call('HSET', okey, ofield, to)\n"
     "return {'ok', to, errors}\n";

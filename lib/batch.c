@@ -295,38 +295,10 @@ size_t sp_batch_bytes(const sp_batch *b)
     return n;
 }
 
-/* ---- RESP encoding ---- */
-
-typedef struct {
-    sp_buf *out;
-    size_t argc;
-} sp__resp;
-
-static void sp__bulk(sp__resp *r, const char *s, size_t n)
-{
-    char hdr[32];
-    int h = snprintf(hdr, sizeof(hdr), "$%zu\r\n", n);
-    sp_buf_reserve(r->out, (size_t)h + n + 2);
-    sp_buf_append(r->out, hdr, (size_t)h);
-    sp_buf_append(r->out, s, n);
-    sp_buf_append(r->out, "\r\n", 2);
-    r->argc++;
-}
-
-static void sp__bulks(sp__resp *r, const char *s)
-{
-    sp__bulk(r, s, strlen(s));
-}
-
-static void sp__bulki(sp__resp *r, int64_t v)
-{
-    char num[24];
-    int n = snprintf(num, sizeof(num), "%" PRId64, v);
-    sp__bulk(r, num, (size_t)n);
-}
+/* ---- encoding ---- */
 
 /* Field/delta pairs of the video hash, counted first then written. */
-static size_t sp__video_hash_pairs(const sp__video *v, sp__resp *r)
+static size_t sp__video_hash_pairs(const sp__video *v, sp_resp *r)
 {
     static const char *const totals[SP_EV__COUNT] = {"views", "likes",
                                                      "comments", "shares",
@@ -335,15 +307,15 @@ static size_t sp__video_hash_pairs(const sp__video *v, sp__resp *r)
     for (int t = 0; t < SP_EV__COUNT; t++)
         if (totals[t] != NULL && v->count[t] != 0) {
             if (r) {
-                sp__bulks(r, totals[t]);
-                sp__bulki(r, v->count[t]);
+                sp_resp_bulks(r, totals[t]);
+                sp_resp_bulki(r, v->count[t]);
             }
             n++;
         }
     if (v->watch_ms != 0) {
         if (r) {
-            sp__bulks(r, "watch_ms");
-            sp__bulki(r, v->watch_ms);
+            sp_resp_bulks(r, "watch_ms");
+            sp_resp_bulki(r, v->watch_ms);
         }
         n++;
     }
@@ -352,31 +324,31 @@ static size_t sp__video_hash_pairs(const sp__video *v, sp__resp *r)
             if (r) {
                 char f[32];
                 snprintf(f, sizeof(f), "shares:%s", sp_share_type_names[s]);
-                sp__bulks(r, f);
-                sp__bulki(r, v->share_types[s]);
+                sp_resp_bulks(r, f);
+                sp_resp_bulki(r, v->share_types[s]);
             }
             n++;
         }
     return n;
 }
 
-static size_t sp__video_demo_pairs(const sp__video *v, sp__resp *r)
+static size_t sp__video_demo_pairs(const sp__video *v, sp_resp *r)
 {
     size_t n = 0;
     for (size_t i = 0; i < v->n_regions; i++, n++)
         if (r) {
             char f[16];
             snprintf(f, sizeof(f), "region:%s", v->regions[i].cc);
-            sp__bulks(r, f);
-            sp__bulki(r, v->regions[i].n);
+            sp_resp_bulks(r, f);
+            sp_resp_bulki(r, v->regions[i].n);
         }
     for (int a = 0; a < SP_AGE__COUNT; a++)
         if (v->ages[a] != 0) {
             if (r) {
                 char f[16];
                 snprintf(f, sizeof(f), "age:%s", sp_age_bucket_names[a]);
-                sp__bulks(r, f);
-                sp__bulki(r, v->ages[a]);
+                sp_resp_bulks(r, f);
+                sp_resp_bulki(r, v->ages[a]);
             }
             n++;
         }
@@ -384,71 +356,76 @@ static size_t sp__video_demo_pairs(const sp__video *v, sp__resp *r)
 }
 
 void sp_batch_encode(const sp_batch *b, const sp_batch_target *t,
-                     const char *sha, sp_buf *out)
+                     const char *sha, sp_resp *r)
 {
-    /* Arguments go to a scratch buffer first: RESP needs their count
-     * before them, and Redis refuses a zero-padded count. */
-    sp_buf body;
-    sp_buf_init(&body);
-    sp__resp r = {&body, 0};
-
     if (sha != NULL) {
-        sp__bulks(&r, "EVALSHA");
-        sp__bulks(&r, sha);
+        sp_resp_bulks(r, "EVALSHA");
+        sp_resp_bulks(r, sha);
     } else {
-        sp__bulks(&r, "EVAL");
-        sp__bulks(&r, sp_apply_script);
+        sp_resp_bulks(r, "EVAL");
+        sp_resp_bulks(r, sp_apply_script);
     }
-    sp__bulks(&r, "0");
+    sp_resp_bulks(r, "0");
 
     sp_buf key;
     sp_buf_init(&key);
     sp_buf_appendf(&key, "%soffsets:{%s}", t->prefix, t->group);
-    sp__bulk(&r, key.data, key.len);
+    sp_resp_bulk(r, key.data, key.len);
     sp_buf_reset(&key);
     sp_buf_appendf(&key, "%s:%d", t->topic, (int)t->partition);
-    sp__bulk(&r, key.data, key.len);
-    sp_buf_free(&key);
+    sp_resp_bulk(r, key.data, key.len);
     if (t->from_offset >= 0)
-        sp__bulki(&r, t->from_offset);
+        sp_resp_bulki(r, t->from_offset);
     else
-        sp__bulks(&r, "");
-    sp__bulki(&r, t->to_offset);
-    sp__bulks(&r, t->prefix);
+        sp_resp_bulks(r, "");
+    sp_resp_bulki(r, t->to_offset);
+    sp_resp_bulks(r, t->prefix);
+    sp_buf_reset(&key);
+    sp_batch_state_key(t, &key);
+    sp_resp_bulk(r, key.data, key.len);
+    sp_buf_free(&key);
+    if (t->from_seq > 0)
+        sp_resp_bulki(r, t->from_seq);
+    else
+        sp_resp_bulks(r, "");
+    sp_resp_bulki(r, t->from_seq + 1);
+    sp_resp_bulki(r, t->clock_ms);
+    sp_resp_bulki(r, t->top_n);
 
     for (size_t i = 0; i < b->n_videos; i++) {
         const sp__video *v = &b->videos[i];
-        sp__bulks(&r, "v");
-        sp__bulk(&r, v->id, v->id_len);
-        sp__bulks(&r, v->creator ? v->creator : "");
-        sp__bulki(&r, v->event_ms);
-        sp__bulki(&r, (int64_t)sp__video_hash_pairs(v, NULL));
-        sp__video_hash_pairs(v, &r);
-        sp__bulki(&r, (int64_t)sp__video_demo_pairs(v, NULL));
-        sp__video_demo_pairs(v, &r);
-        sp__bulki(&r, (int64_t)v->n_users);
+        sp_resp_bulks(r, "v");
+        sp_resp_bulk(r, v->id, v->id_len);
+        sp_resp_bulks(r, v->creator ? v->creator : "");
+        sp_resp_bulki(r, v->event_ms);
+        sp_resp_bulki(r, (int64_t)sp__video_hash_pairs(v, NULL));
+        sp__video_hash_pairs(v, r);
+        sp_resp_bulki(r, (int64_t)sp__video_demo_pairs(v, NULL));
+        sp__video_demo_pairs(v, r);
+        sp_resp_bulki(r, (int64_t)v->n_users);
         for (size_t u = 0; u < v->n_users; u++)
-            sp__bulks(&r, v->users[u]);
+            sp_resp_bulks(r, v->users[u]);
         /* Sharers oldest first: the script LPUSHes, so the newest ends up
          * at the head. Only the newest SP_SHARERS_MAX matter. */
         size_t ns = v->n_sharers < SP_SHARERS_MAX ? v->n_sharers
                                                   : SP_SHARERS_MAX;
-        sp__bulki(&r, (int64_t)ns);
+        sp_resp_bulki(r, (int64_t)ns);
         for (size_t k = v->n_sharers - ns; k < v->n_sharers; k++)
-            sp__bulks(&r, v->sharers[k % SP_SHARERS_MAX]);
-        sp__bulki(&r, (int64_t)v->n_platforms);
+            sp_resp_bulks(r, v->sharers[k % SP_SHARERS_MAX]);
+        sp_resp_bulki(r, (int64_t)v->n_platforms);
         for (size_t p = 0; p < v->n_platforms; p++) {
-            sp__bulks(&r, v->platforms[p].name);
-            sp__bulki(&r, v->platforms[p].n);
+            sp_resp_bulks(r, v->platforms[p].name);
+            sp_resp_bulki(r, v->platforms[p].n);
         }
     }
     for (size_t i = 0; i < b->n_creators; i++) {
-        sp__bulks(&r, "c");
-        sp__bulk(&r, b->creators[i].id, b->creators[i].id_len);
-        sp__bulki(&r, b->creators[i].follows);
+        sp_resp_bulks(r, "c");
+        sp_resp_bulk(r, b->creators[i].id, b->creators[i].id_len);
+        sp_resp_bulki(r, b->creators[i].follows);
     }
+}
 
-    sp_buf_appendf(out, "*%zu\r\n", r.argc);
-    sp_buf_append(out, body.data, body.len);
-    sp_buf_free(&body);
+void sp_batch_state_key(const sp_batch_target *t, sp_buf *out)
+{
+    sp_buf_appendf(out, "%swin:{%s}:%s:%d", t->prefix, t->group, t->topic, (int)t->partition);
 }

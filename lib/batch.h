@@ -48,7 +48,7 @@ size_t sp_batch_videos(const sp_batch *b);
 /* Approximate heap bytes the batch holds (for the memory cap). */
 size_t sp_batch_bytes(const sp_batch *b);
 
-/* Where the apply script finds and stores the partition's offset. */
+/* Where the apply script finds and stores the partition's position. */
 typedef struct sp_batch_target {
     const char *prefix;   /* key prefix, e.g. "sp:" */
     const char *group;    /* consumer group, for sp:offsets:{GROUP} */
@@ -56,17 +56,32 @@ typedef struct sp_batch_target {
     int32_t partition;
     int64_t from_offset;  /* offset stored now; -1 = none stored yet */
     int64_t to_offset;    /* next offset to consume after this batch */
+    int64_t from_seq;     /* flush sequence stored now; 0 = none yet */
+    int64_t clock_ms;     /* the clock T the window records were computed at */
+    int64_t top_n;        /* length of the leaderboards */
 } sp_batch_target;
 
 /*
- * Appends to out the complete RESP encoding of one
+ * Appends to r the command name and header of one
  *   EVALSHA <sha> 0 <args...>     (or EVAL <script> 0 ... if sha is NULL)
- * command that applies the batch. The reply is an array whose first element
- * is "ok" (applied), "dup" (already applied earlier) or "fenced" (the stored
- * offset, second element, is neither from nor to); see sp_apply_reply.
+ * call of the apply script, then the batch's records. Window records
+ * (sp_win_encode) and the updates record may follow; sp_resp_finish()
+ * completes the command.
+ *
+ * The script fences on two markers, both advanced by every flush: the
+ * partition's offset in sp:offsets:{GROUP} and its flush sequence in the
+ * window state hash (sp_batch_state_key). The sequence lets a flush that
+ * only carries window decay (no new message, same offset) be fenced too.
+ * The reply is an array whose first element is "ok" (applied), "dup"
+ * (already applied earlier) or "fenced" (the stored offset, second
+ * element, or sequence is not the batch's starting one).
  */
 void sp_batch_encode(const sp_batch *b, const sp_batch_target *t,
-                     const char *sha, sp_buf *out);
+                     const char *sha, sp_resp *r);
+
+/* Appends the name of the partition's window state hash,
+ * <prefix>win:{<group>}:<topic>:<partition>. */
+void sp_batch_state_key(const sp_batch_target *t, sp_buf *out);
 
 /* The apply script's Lua source. */
 extern const char sp_apply_script[];

@@ -72,3 +72,31 @@ void sp_map_put(sp_map *m, const char *key, size_t len, long index)
     sp__map_insert(m->slots, m->cap, &s);
     m->count++;
 }
+
+void sp_map_del(sp_map *m, const char *key, size_t len)
+{
+    if (m->cap == 0)
+        return;
+    size_t mask = m->cap - 1;
+    uint64_t h = sp_hash(key, len);
+    size_t i = h & mask;
+    for (;; i = (i + 1) & mask) {
+        const struct sp__map_slot *s = &m->slots[i];
+        if (s->key == NULL)
+            return;
+        if (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0)
+            break;
+    }
+    /* Backward-shift deletion: move later members of the probe run into
+     * the hole when their home slot does not lie between hole and them. */
+    for (size_t j = (i + 1) & mask; m->slots[j].key != NULL; j = (j + 1) & mask) {
+        size_t home = m->slots[j].hash & mask;
+        int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            m->slots[i] = m->slots[j];
+            i = j;
+        }
+    }
+    m->slots[i].key = NULL;
+    m->count--;
+}

@@ -28,4 +28,7 @@ long sp_map_get(const sp_map *m, const char *key, size_t len);
  * must outlive the map's use of it. */
 void sp_map_put(sp_map *m, const char *key, size_t len, long index);
 
+/* Removes key if present. */
+void sp_map_del(sp_map *m, const char *key, size_t len);
+
 #endif

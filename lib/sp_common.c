@@ -1,6 +1,7 @@
 /* sp_common.c - see sp_common.h. */
 #include "sp_common.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,49 @@ void sp_buf_append_json_str(sp_buf *b, const char *s, size_t n)
         }
     }
     sp_buf_append(b, "\"", 1);
+}
+
+void sp_resp_init(sp_resp *r)
+{
+    sp_buf_init(&r->body);
+    r->argc = 0;
+}
+
+void sp_resp_free(sp_resp *r)
+{
+    sp_buf_free(&r->body);
+    r->argc = 0;
+}
+
+void sp_resp_bulk(sp_resp *r, const char *s, size_t n)
+{
+    char hdr[32];
+    int h = snprintf(hdr, sizeof(hdr), "$%zu\r\n", n);
+    sp_buf_reserve(&r->body, (size_t)h + n + 2);
+    sp_buf_append(&r->body, hdr, (size_t)h);
+    sp_buf_append(&r->body, s, n);
+    sp_buf_append(&r->body, "\r\n", 2);
+    r->argc++;
+}
+
+void sp_resp_bulks(sp_resp *r, const char *s)
+{
+    sp_resp_bulk(r, s, strlen(s));
+}
+
+void sp_resp_bulki(sp_resp *r, int64_t v)
+{
+    char num[24];
+    int n = snprintf(num, sizeof(num), "%" PRId64, v);
+    sp_resp_bulk(r, num, (size_t)n);
+}
+
+void sp_resp_finish(sp_resp *r, sp_buf *out)
+{
+    sp_buf_appendf(out, "*%zu\r\n", r->argc);
+    sp_buf_append(out, r->body.data, r->body.len);
+    sp_buf_reset(&r->body);
+    r->argc = 0;
 }
 
 uint64_t sp_hash(const void *p, size_t n)

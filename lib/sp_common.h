@@ -66,6 +66,22 @@ void sp_buf_appendf(sp_buf *b, const char *fmt, ...)
 /* Appends a JSON string literal (quotes included) for the n bytes at s. */
 void sp_buf_append_json_str(sp_buf *b, const char *s, size_t n);
 
+/* A Redis command being built: its arguments as RESP bulk strings, and
+ * their count, which RESP needs before them. */
+typedef struct sp_resp {
+    sp_buf body;
+    size_t argc;
+} sp_resp;
+
+void sp_resp_init(sp_resp *r);
+void sp_resp_free(sp_resp *r);
+void sp_resp_bulk(sp_resp *r, const char *s, size_t n);
+void sp_resp_bulks(sp_resp *r, const char *s);
+void sp_resp_bulki(sp_resp *r, int64_t v);
+/* Appends the whole command (array header and arguments) to out and
+ * empties r for reuse. */
+void sp_resp_finish(sp_resp *r, sp_buf *out);
+
 /* 64-bit FNV-1a; used by the small hash maps. */
 uint64_t sp_hash(const void *p, size_t n);
 

@@ -39,6 +39,16 @@ static void free_argv(char **argv, int argc)
     free(argv);
 }
 
+static void encode(const sp_batch *b, const sp_batch_target *t, const char *sha,
+                   sp_buf *out)
+{
+    sp_resp r;
+    sp_resp_init(&r);
+    sp_batch_encode(b, t, sha, &r);
+    sp_resp_finish(&r, out);
+    sp_resp_free(&r);
+}
+
 static sp_event mk(sp_event_type t, const char *video, const char *user, int64_t ts)
 {
     sp_event ev;
@@ -81,19 +91,20 @@ static void test_encode_layout(void **state)
     assert_int_equal(sp_batch_bad(b), 1);
     assert_int_equal(sp_batch_videos(b), 1);
 
-    sp_batch_target t = {"sp:", "grp", "events", 3, 41, 46};
+    sp_batch_target t = {"sp:", "grp", "events", 3, 41, 46, 7, 1000, 50};
     sp_buf out;
     sp_buf_init(&out);
-    sp_batch_encode(b, &t, "0123456789012345678901234567890123456789", &out);
+    encode(b, &t, "0123456789012345678901234567890123456789", &out);
     char **argv;
     int argc = resp_split(&out, &argv);
     const char *head[] = {"EVALSHA", "0123456789012345678901234567890123456789", "0",
                           "sp:offsets:{grp}", "events:3", "41", "46", "sp:",
+                          "sp:win:{grp}:events:3", "7", "8", "1000", "50",
                           "v", "vid1", "c1", "300"};
     for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
         assert_string_equal(argv[i], head[i]);
     /* hash deltas: views 2, shares 1, watch_ms 1400, shares:external 1 */
-    assert_string_equal(argv[12], "4");
+    assert_string_equal(argv[17], "4");
     int i = find(argv, argc, "views");
     assert_string_equal(argv[i + 1], "2");
     i = find(argv, argc, "watch_ms");
@@ -132,14 +143,16 @@ static void test_sharers_newest_hundred(void **state)
         s.share_type = SP_SHARE_STITCH;
         sp_batch_add(b, &s);
     }
-    sp_batch_target t = {"sp:", "g", "t", 0, -1, 250};
+    sp_batch_target t = {"sp:", "g", "t", 0, -1, 250, 0, 0, 0};
     sp_buf out;
     sp_buf_init(&out);
-    sp_batch_encode(b, &t, NULL, &out);
+    encode(b, &t, NULL, &out);
     char **argv;
     int argc = resp_split(&out, &argv);
     assert_string_equal(argv[0], "EVAL");
     assert_string_equal(argv[5], ""); /* nothing stored yet */
+    assert_string_equal(argv[9], ""); /* no sequence yet */
+    assert_string_equal(argv[10], "1");
     int first = -1, n = 0;
     for (int i = 0; i < argc; i++)
         if (strncmp(argv[i], "{\"user_id\":", 11) == 0) {

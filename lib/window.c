@@ -1,0 +1,596 @@
+/* window.c - see window.h. */
+#include "window.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "map.h"
+
+const char *const sp_win_field_names[SP_WIN_FIELDS] = {
+    "views_1m",    "views_5m",    "views_1h",    "views_24h",
+    "likes_1m",    "likes_5m",    "likes_1h",    "likes_24h",
+    "comments_1m", "comments_5m", "comments_1h", "comments_24h",
+    "shares_1m",   "shares_5m",   "shares_1h",   "shares_24h"};
+
+enum { SP__FINE, SP__MINUTE, SP__COARSE, SP__LEVELS };
+static const int64_t sp__level_ms[SP__LEVELS] = {2000, SP_SERIES_MS, 1800000};
+static const int64_t sp__level_keep[SP__LEVELS] = {150, 60, 48};
+
+/* The windows 1m 5m 1h 24h: their level and length in buckets. */
+static const struct {
+    int level;
+    int64_t n;
+} sp__windows[4] = {{SP__FINE, 30}, {SP__FINE, 150}, {SP__MINUTE, 60}, {SP__COARSE, 48}};
+
+enum { SP__VIDEO, SP__CREATOR, SP__HASHTAG };
+#define SP__METRICS 4 /* views likes comments shares; follows or shares alone */
+
+typedef struct {
+    uint32_t idx; /* bucket index: event time / bucket length */
+    uint32_t n[SP__METRICS];
+} sp__cell;
+
+typedef struct {
+    sp__cell *c;
+    uint32_t len, cap;
+} sp__cells;
+
+typedef struct sp__ent {
+    char *key;              /* "v:<video>", "c:<creator>", "h:<hashtag>" */
+    size_t klen;
+    int kind;
+    int dirty;
+    size_t vpos;            /* index in w->ents */
+    long hpos;              /* index in w->heap, -1 when not scheduled */
+    int64_t due;            /* clock at which its values change next */
+    int64_t series_upto;    /* minutes before this index are in the series */
+    int64_t written[SP_WIN_FIELDS];
+    sp__cells lv[SP__LEVELS];
+} sp__ent;
+
+struct sp_win {
+    sp_map map;             /* key -> sp__ent * */
+    sp__ent **ents;
+    size_t n_ents, cap_ents;
+    sp__ent **heap;
+    size_t n_heap, cap_heap;
+    sp__ent **dirty;
+    size_t n_dirty, cap_dirty;
+    size_t n_cells;
+    int64_t clock;
+};
+
+/* Fields an entity kind writes: (window, metric) of each. */
+static int sp__fields(int kind)
+{
+    return kind == SP__VIDEO ? SP_WIN_FIELDS : 1;
+}
+
+static void sp__field_spec(int kind, int f, int *win, int *metric)
+{
+    if (kind == SP__VIDEO) {
+        *win = f % 4;
+        *metric = f / 4;
+    } else {
+        *win = kind == SP__CREATOR ? 3 : 2; /* follows_24h, shares_1h */
+        *metric = 0;
+    }
+}
+
+static int64_t sp__floordiv(int64_t a, int64_t b)
+{
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+/* Lowest bucket index a window of n buckets counts at clock. */
+static int64_t sp__lower(int64_t clock, int level, int64_t n)
+{
+    return sp__floordiv(clock, sp__level_ms[level]) - n + 1;
+}
+
+/* ---- the heap of next changes ---- */
+
+static void sp__heap_swap(sp_win *w, size_t a, size_t b)
+{
+    sp__ent *t = w->heap[a];
+    w->heap[a] = w->heap[b];
+    w->heap[b] = t;
+    w->heap[a]->hpos = (long)a;
+    w->heap[b]->hpos = (long)b;
+}
+
+static void sp__heap_fix(sp_win *w, size_t i)
+{
+    while (i > 0 && w->heap[(i - 1) / 2]->due > w->heap[i]->due) {
+        sp__heap_swap(w, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < w->n_heap && w->heap[l]->due < w->heap[m]->due)
+            m = l;
+        if (r < w->n_heap && w->heap[r]->due < w->heap[m]->due)
+            m = r;
+        if (m == i)
+            return;
+        sp__heap_swap(w, i, m);
+        i = m;
+    }
+}
+
+static void sp__heap_remove(sp_win *w, sp__ent *e)
+{
+    if (e->hpos < 0)
+        return;
+    size_t i = (size_t)e->hpos;
+    e->hpos = -1;
+    if (i != --w->n_heap) {
+        w->heap[i] = w->heap[w->n_heap];
+        w->heap[i]->hpos = (long)i;
+        sp__heap_fix(w, i);
+    }
+}
+
+static void sp__schedule(sp_win *w, sp__ent *e, int64_t due)
+{
+    if (due == INT64_MAX) {
+        sp__heap_remove(w, e);
+        return;
+    }
+    e->due = due;
+    if (e->hpos < 0) {
+        if (w->n_heap == w->cap_heap) {
+            w->cap_heap = w->cap_heap ? w->cap_heap * 2 : 256;
+            w->heap = sp_xrealloc(w->heap, w->cap_heap * sizeof(*w->heap));
+        }
+        e->hpos = (long)w->n_heap;
+        w->heap[w->n_heap++] = e;
+    }
+    sp__heap_fix(w, (size_t)e->hpos);
+}
+
+/* ---- entities ---- */
+
+sp_win *sp_win_new(void)
+{
+    sp_win *w = sp_xcalloc(1, sizeof(*w));
+    sp_map_init(&w->map);
+    return w;
+}
+
+static void sp__ent_free(sp__ent *e)
+{
+    for (int l = 0; l < SP__LEVELS; l++)
+        free(e->lv[l].c);
+    free(e->key);
+    free(e);
+}
+
+void sp_win_free(sp_win *w)
+{
+    if (w == NULL)
+        return;
+    for (size_t i = 0; i < w->n_ents; i++)
+        sp__ent_free(w->ents[i]);
+    sp_map_free(&w->map);
+    free(w->ents);
+    free(w->heap);
+    free(w->dirty);
+    free(w);
+}
+
+static sp__ent *sp__ent_get(sp_win *w, int kind, const char *id, int create)
+{
+    char key[SP_ID_MAX + 3];
+    size_t len = strlen(id);
+    SP_ASSERT(len <= SP_ID_MAX);
+    key[0] = kind == SP__VIDEO ? 'v' : kind == SP__CREATOR ? 'c' : 'h';
+    key[1] = ':';
+    memcpy(key + 2, id, len + 1);
+    long v = sp_map_get(&w->map, key, len + 2);
+    if (v != -1)
+        return (sp__ent *)(intptr_t)v;
+    if (!create)
+        return NULL;
+    sp__ent *e = sp_xcalloc(1, sizeof(*e));
+    e->key = sp_xstrndup(key, len + 2);
+    e->klen = len + 2;
+    e->kind = kind;
+    e->hpos = -1;
+    e->vpos = w->n_ents;
+    if (w->n_ents == w->cap_ents) {
+        w->cap_ents = w->cap_ents ? w->cap_ents * 2 : 256;
+        w->ents = sp_xrealloc(w->ents, w->cap_ents * sizeof(*w->ents));
+    }
+    w->ents[w->n_ents++] = e;
+    sp_map_put(&w->map, e->key, e->klen, (long)(intptr_t)e);
+    return e;
+}
+
+static void sp__ent_remove(sp_win *w, sp__ent *e)
+{
+    sp__heap_remove(w, e);
+    sp_map_del(&w->map, e->key, e->klen);
+    w->ents[e->vpos] = w->ents[--w->n_ents];
+    w->ents[e->vpos]->vpos = e->vpos;
+    for (int l = 0; l < SP__LEVELS; l++)
+        w->n_cells -= e->lv[l].len;
+    sp__ent_free(e);
+}
+
+static void sp__mark(sp_win *w, sp__ent *e)
+{
+    if (e->dirty)
+        return;
+    sp__heap_remove(w, e);
+    e->dirty = 1;
+    if (w->n_dirty == w->cap_dirty) {
+        w->cap_dirty = w->cap_dirty ? w->cap_dirty * 2 : 256;
+        w->dirty = sp_xrealloc(w->dirty, w->cap_dirty * sizeof(*w->dirty));
+    }
+    w->dirty[w->n_dirty++] = e;
+}
+
+/* The cell of bucket idx, inserted in order if new. */
+static sp__cell *sp__cell_at(sp_win *w, sp__cells *cs, uint32_t idx)
+{
+    uint32_t i = cs->len;
+    while (i > 0 && cs->c[i - 1].idx > idx) /* mostly appends */
+        i--;
+    if (i > 0 && cs->c[i - 1].idx == idx)
+        return &cs->c[i - 1];
+    if (cs->len == cs->cap) {
+        cs->cap = cs->cap ? cs->cap * 2 : 2;
+        cs->c = sp_xrealloc(cs->c, cs->cap * sizeof(*cs->c));
+    }
+    memmove(&cs->c[i + 1], &cs->c[i], (cs->len - i) * sizeof(*cs->c));
+    memset(&cs->c[i], 0, sizeof(*cs->c));
+    cs->c[i].idx = idx;
+    cs->len++;
+    w->n_cells++;
+    return &cs->c[i];
+}
+
+/* Counts one event at ts in a level, unless the level no longer keeps it. */
+static int sp__count(sp_win *w, sp__ent *e, int level, int metric, int64_t ts)
+{
+    int64_t idx = ts / sp__level_ms[level];
+    if (w->clock > 0 && idx < sp__lower(w->clock, level, sp__level_keep[level]))
+        return 0;
+    if (idx > UINT32_MAX)
+        return 0;
+    sp__cell_at(w, &e->lv[level], (uint32_t)idx)->n[metric]++;
+    return 1;
+}
+
+void sp_win_add(sp_win *w, const sp_event *ev)
+{
+    if (ev->ts_ms < 0)
+        return;
+    if (ev->type == SP_EV_FOLLOW) {
+        if (w->clock > 0 &&
+            ev->ts_ms / sp__level_ms[SP__COARSE] <
+                sp__lower(w->clock, SP__COARSE, sp__level_keep[SP__COARSE]))
+            return;
+        sp__ent *c = sp__ent_get(w, SP__CREATOR, ev->creator_id, 1);
+        if (sp__count(w, c, SP__COARSE, 0, ev->ts_ms))
+            sp__mark(w, c);
+        return;
+    }
+    sp__ent *v = sp__ent_get(w, SP__VIDEO, ev->video_id, 0);
+    int fresh = v == NULL, counted = 0;
+    if (fresh)
+        v = sp__ent_get(w, SP__VIDEO, ev->video_id, 1);
+    for (int l = 0; l < SP__LEVELS; l++)
+        counted |= sp__count(w, v, l, (int)ev->type, ev->ts_ms);
+    if (counted)
+        sp__mark(w, v);
+    else if (fresh)
+        sp__ent_remove(w, v); /* too old for every window */
+    if (ev->type != SP_EV_SHARE)
+        return;
+    for (int i = 0; i < ev->n_hashtags; i++) {
+        if (w->clock > 0 &&
+            ev->ts_ms / sp__level_ms[SP__MINUTE] <
+                sp__lower(w->clock, SP__MINUTE, sp__level_keep[SP__MINUTE]))
+            break;
+        sp__ent *h = sp__ent_get(w, SP__HASHTAG, ev->hashtags[i], 1);
+        if (sp__count(w, h, SP__MINUTE, 0, ev->ts_ms))
+            sp__mark(w, h);
+    }
+}
+
+/* ---- values and schedule ---- */
+
+static void sp__values(const sp_win *w, const sp__ent *e, int64_t out[SP_WIN_FIELDS])
+{
+    int nf = sp__fields(e->kind);
+    for (int f = 0; f < nf; f++) {
+        int win, metric;
+        sp__field_spec(e->kind, f, &win, &metric);
+        int level = sp__windows[win].level;
+        int64_t lower = sp__lower(w->clock, level, sp__windows[win].n);
+        const sp__cells *cs = &e->lv[level];
+        int64_t sum = 0;
+        for (uint32_t i = cs->len; i > 0 && (int64_t)cs->c[i - 1].idx >= lower; i--)
+            sum += cs->c[i - 1].n[metric];
+        out[f] = sum;
+    }
+}
+
+/* The next clock at which a value changes or a series minute ends. */
+static int64_t sp__next_change(const sp_win *w, const sp__ent *e)
+{
+    int64_t due = INT64_MAX;
+    for (int win = 0; win < 4; win++) {
+        if ((e->kind == SP__CREATOR && win != 3) || (e->kind == SP__HASHTAG && win != 2))
+            continue;
+        int level = sp__windows[win].level;
+        int64_t n = sp__windows[win].n;
+        int64_t lower = sp__lower(w->clock, level, n);
+        const sp__cells *cs = &e->lv[level];
+        for (uint32_t i = 0; i < cs->len; i++)
+            if ((int64_t)cs->c[i].idx >= lower) {
+                int64_t t = ((int64_t)cs->c[i].idx + n) * sp__level_ms[level];
+                if (t < due)
+                    due = t;
+                break;
+            }
+    }
+    if (e->kind == SP__VIDEO) {
+        const sp__cells *cs = &e->lv[SP__MINUTE];
+        for (uint32_t i = 0; i < cs->len; i++)
+            if ((int64_t)cs->c[i].idx >= e->series_upto) {
+                int64_t t = ((int64_t)cs->c[i].idx + 1) * SP_SERIES_MS;
+                if (t < due)
+                    due = t;
+                break;
+            }
+    }
+    return due;
+}
+
+static void sp__prune(sp_win *w, sp__ent *e)
+{
+    for (int l = 0; l < SP__LEVELS; l++) {
+        sp__cells *cs = &e->lv[l];
+        int64_t lower = sp__lower(w->clock, l, sp__level_keep[l]);
+        uint32_t k = 0;
+        while (k < cs->len && (int64_t)cs->c[k].idx < lower)
+            k++;
+        if (k > 0) {
+            memmove(cs->c, cs->c + k, (cs->len - k) * sizeof(*cs->c));
+            cs->len -= k;
+            w->n_cells -= k;
+        }
+    }
+}
+
+void sp_win_advance(sp_win *w, int64_t clock_ms)
+{
+    if (clock_ms <= w->clock)
+        return;
+    w->clock = clock_ms;
+    while (w->n_heap > 0 && w->heap[0]->due <= clock_ms)
+        sp__mark(w, w->heap[0]);
+}
+
+int64_t sp_win_clock(const sp_win *w)
+{
+    return w->clock;
+}
+
+size_t sp_win_dirty(const sp_win *w)
+{
+    return w->n_dirty;
+}
+
+size_t sp_win_entities(const sp_win *w)
+{
+    return w->n_ents;
+}
+
+size_t sp_win_bytes(const sp_win *w)
+{
+    size_t n = sizeof(*w) + w->map.cap * 32 +
+               (w->cap_ents + w->cap_heap + w->cap_dirty) * sizeof(void *) +
+               w->n_cells * sizeof(sp__cell);
+    for (size_t i = 0; i < w->n_ents; i++)
+        n += sizeof(sp__ent) + w->ents[i]->klen + 1;
+    return n;
+}
+
+int sp_win_video_values(const sp_win *w, const char *video, int64_t out[SP_WIN_FIELDS])
+{
+    sp__ent *e = sp__ent_get((sp_win *)w, SP__VIDEO, video, 0);
+    if (e == NULL)
+        return -1;
+    sp__values(w, e, out);
+    return 0;
+}
+
+/* ---- state ---- */
+
+/* "1 <series_upto> <written>... then per level <n> (<idx> <count>...)..." */
+static void sp__state(const sp__ent *e, sp_buf *out)
+{
+    int nf = sp__fields(e->kind);
+    int nm = e->kind == SP__VIDEO ? SP__METRICS : 1;
+    sp_buf_appendf(out, "1 %" PRId64, e->series_upto);
+    for (int f = 0; f < nf; f++)
+        sp_buf_appendf(out, " %" PRId64, e->written[f]);
+    for (int l = 0; l < SP__LEVELS; l++) {
+        const sp__cells *cs = &e->lv[l];
+        sp_buf_appendf(out, " %" PRIu32, cs->len);
+        for (uint32_t i = 0; i < cs->len; i++) {
+            sp_buf_appendf(out, " %" PRIu32, cs->c[i].idx);
+            for (int m = 0; m < nm; m++)
+                sp_buf_appendf(out, " %" PRIu32, cs->c[i].n[m]);
+        }
+    }
+}
+
+static int sp__num(const char **p, const char *end, int64_t lo, int64_t hi, int64_t *v)
+{
+    const char *s = *p;
+    while (s < end && *s == ' ')
+        s++;
+    int neg = s < end && *s == '-';
+    s += neg;
+    if (s == end || *s < '0' || *s > '9')
+        return SP_EPARSE;
+    int64_t x = 0;
+    while (s < end && *s >= '0' && *s <= '9') {
+        if (x > (INT64_MAX - 9) / 10)
+            return SP_EPARSE;
+        x = x * 10 + (*s++ - '0');
+    }
+    if (neg)
+        x = -x;
+    if (x < lo || x > hi || (s < end && *s != ' '))
+        return SP_EPARSE;
+    *p = s;
+    *v = x;
+    return 0;
+}
+
+int sp_win_load(sp_win *w, const char *field, size_t flen, const char *blob, size_t blen)
+{
+    if (flen < 3 || flen > SP_ID_MAX + 2 || field[1] != ':' ||
+        memchr(field, '\0', flen) != NULL)
+        return SP_EPARSE;
+    int kind = field[0] == 'v' ? SP__VIDEO : field[0] == 'c' ? SP__CREATOR
+             : field[0] == 'h' ? SP__HASHTAG : -1;
+    if (kind < 0)
+        return SP_EPARSE;
+    char id[SP_ID_MAX + 1];
+    memcpy(id, field + 2, flen - 2);
+    id[flen - 2] = '\0';
+    if (sp__ent_get(w, kind, id, 0) != NULL)
+        return SP_EPARSE; /* loaded twice */
+
+    const char *p = blob, *end = blob + blen;
+    int64_t v, upto, written[SP_WIN_FIELDS];
+    int nf = sp__fields(kind);
+    int nm = kind == SP__VIDEO ? SP__METRICS : 1;
+    if (sp__num(&p, end, 1, 1, &v) || sp__num(&p, end, 0, INT64_MAX, &upto))
+        return SP_EPARSE;
+    for (int f = 0; f < nf; f++)
+        if (sp__num(&p, end, 0, INT64_MAX, &written[f]))
+            return SP_EPARSE;
+    sp__ent *e = sp__ent_get(w, kind, id, 1);
+    e->series_upto = upto;
+    memcpy(e->written, written, (size_t)nf * sizeof(*written));
+    for (int l = 0; l < SP__LEVELS; l++) {
+        int64_t n;
+        if (sp__num(&p, end, 0, 100000, &n))
+            goto bad;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t idx, cnt;
+            if (sp__num(&p, end, 0, UINT32_MAX, &idx))
+                goto bad;
+            sp__cell *c = sp__cell_at(w, &e->lv[l], (uint32_t)idx);
+            for (int m = 0; m < nm; m++) {
+                if (sp__num(&p, end, 0, UINT32_MAX, &cnt))
+                    goto bad;
+                c->n[m] = (uint32_t)cnt;
+            }
+        }
+    }
+    if (p != end)
+        goto bad;
+    /* Re-evaluated at the first clock: values may have moved meanwhile. */
+    sp__schedule(w, e, 0);
+    return 0;
+bad:
+    sp__ent_remove(w, e);
+    return SP_EPARSE;
+}
+
+/* ---- encoding ---- */
+
+static void sp__encode_ent(sp_win *w, sp__ent *e, sp_resp *r, sp_buf *updated,
+                           sp_buf *scratch)
+{
+    int nf = sp__fields(e->kind);
+    const char *id = e->key + 2;
+    size_t idlen = e->klen - 2;
+
+    if (w->clock > 0) {
+        int64_t now[SP_WIN_FIELDS], delta[SP_WIN_FIELDS];
+        int changed = 0;
+        sp__values(w, e, now);
+        for (int f = 0; f < nf; f++) {
+            delta[f] = now[f] - e->written[f];
+            changed |= delta[f] != 0;
+            e->written[f] = now[f];
+        }
+        if (e->kind == SP__VIDEO) {
+            /* Minutes that ended since the last write, newer than a day. */
+            const sp__cells *cs = &e->lv[SP__MINUTE];
+            int64_t ended = sp__floordiv(w->clock, SP_SERIES_MS);
+            int64_t oldest = sp__floordiv(w->clock - SP_DAY_MS, SP_SERIES_MS);
+            uint32_t first = 0, n = 0;
+            while (first < cs->len && (int64_t)cs->c[first].idx < e->series_upto)
+                first++;
+            while (first + n < cs->len && (int64_t)cs->c[first + n].idx < ended)
+                n++;
+            uint32_t skip = 0;
+            while (skip < n && (int64_t)cs->c[first + skip].idx < oldest)
+                skip++;
+            if (changed || n > skip) {
+                sp_resp_bulks(r, "w");
+                sp_resp_bulk(r, id, idlen);
+                for (int f = 0; f < nf; f++)
+                    sp_resp_bulki(r, delta[f]);
+                sp_resp_bulki(r, (int64_t)(n - skip));
+                for (uint32_t i = first + skip; i < first + n; i++) {
+                    sp_resp_bulki(r, (int64_t)cs->c[i].idx * SP_SERIES_MS);
+                    for (int m = 0; m < SP__METRICS; m++)
+                        sp_resp_bulki(r, cs->c[i].n[m]);
+                }
+                if (updated->len > 0)
+                    sp_buf_append(updated, ",", 1);
+                sp_buf_append_json_str(updated, id, idlen);
+            }
+            if (ended > e->series_upto)
+                e->series_upto = ended;
+        } else if (changed) {
+            sp_resp_bulks(r, e->kind == SP__CREATOR ? "f" : "h");
+            sp_resp_bulk(r, id, idlen);
+            sp_resp_bulki(r, delta[0]);
+        }
+        sp__prune(w, e);
+    }
+
+    int empty = 1;
+    for (int l = 0; l < SP__LEVELS; l++)
+        empty &= e->lv[l].len == 0;
+    for (int f = 0; f < nf; f++)
+        empty &= e->written[f] == 0;
+    sp_resp_bulks(r, "s");
+    sp_resp_bulk(r, e->key, e->klen);
+    if (empty) {
+        sp_resp_bulks(r, "");
+        sp__ent_remove(w, e);
+        return;
+    }
+    sp_buf_reset(scratch);
+    sp__state(e, scratch);
+    sp_resp_bulk(r, scratch->data, scratch->len);
+    sp__schedule(w, e, w->clock > 0 ? sp__next_change(w, e) : 0);
+}
+
+void sp_win_encode(sp_win *w, sp_resp *r, sp_buf *updated)
+{
+    sp_buf scratch;
+    sp_buf_init(&scratch);
+    for (size_t i = 0; i < w->n_dirty; i++) {
+        sp__ent *e = w->dirty[i];
+        e->dirty = 0;
+        sp__encode_ent(w, e, r, updated, &scratch);
+    }
+    w->n_dirty = 0;
+    sp_buf_free(&scratch);
+}
