@@ -527,10 +527,12 @@ static void sp__encode_ent(sp_win *w, sp__ent *e, sp_resp *r, sp_buf *updated,
             e->written[f] = now[f];
         }
         if (e->kind == SP__VIDEO) {
-            /* Minutes that ended since the last write, newer than a day. */
+            /* Minutes that ended since the last write. */
             const sp__cells *cs = &e->lv[SP__MINUTE];
             int64_t ended = sp__floordiv(w->clock, SP_SERIES_MS);
-            int64_t oldest = sp__floordiv(w->clock - SP_DAY_MS, SP_SERIES_MS);
+            /* Only minutes the level still keeps (the last hour), as for
+             * events that arrive late. */
+            int64_t oldest = sp__lower(w->clock, SP__MINUTE, sp__level_keep[SP__MINUTE]);
             uint32_t first = 0, n = 0;
             while (first < cs->len && (int64_t)cs->c[first].idx < e->series_upto)
                 first++;

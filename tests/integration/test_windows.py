@@ -1,0 +1,198 @@
+"""Rolling windows on the real stack (SPEC 2 and 3): values at known event
+times, their decay without new events, leaderboards, the per-minute
+series, the updates channel, and windows after SIGKILLs equal to a model
+computed from the log itself."""
+import json
+import random
+import signal
+import time
+from collections import defaultdict
+from datetime import datetime
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import wait_for
+from test_spine import read_topic
+
+MIN = 60000
+HOUR = 3600 * 1000
+
+# (bucket ms, buckets) of each window; see lib/window.h.
+WINDOWS = {"1m": (2000, 30), "5m": (2000, 150), "1h": (MIN, 60), "24h": (1800000, 48)}
+METRICS = ("views", "likes", "comments", "shares")
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def produce(stack, topic, events, partitions=2):
+    admin = AdminClient({"bootstrap.servers": stack.brokers})
+    for f in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+        f.result()
+    p = Producer({"bootstrap.servers": stack.brokers})
+    for e in events:
+        p.produce(topic, value=json.dumps(e).encode(),
+                  key=(e.get("video_id") or e["creator_id"]).encode())
+    assert p.flush(30) == 0
+
+
+def ts_ms(ts):
+    if isinstance(ts, int):
+        return ts
+    return round(datetime.fromisoformat(ts).timestamp() * 1000)
+
+
+def window_value(ts_list, window, clock):
+    g, n = WINDOWS[window]
+    lower = (clock // g - n + 1) * g
+    return sum(1 for ts in ts_list if ts >= lower)
+
+
+def test_windows_rates_leaderboards_and_series_at_known_times(scenario, stack):
+    now = now_ms()
+    vid, cre = "wv-" + scenario.group, "wc-" + scenario.group
+    ev = []
+
+    def add(n, **e):
+        ev.extend([dict(e, video_id=vid, creator_id=cre)] * n)
+    add(3, type="view", ts=now - 10000)
+    add(5, type="view", ts=now - 2 * MIN)
+    add(7, type="view", ts=now - 30 * MIN - 20000)
+    add(11, type="view", ts=now - 3 * HOUR)
+    add(13, type="view", ts=now - 25 * HOUR)           # totals only
+    add(2, type="like", ts=now - 20000)
+    add(1, type="comment", ts=now - 40 * MIN)
+    add(4, type="share", ts=now - 15000, share_type="dm", hashtags=["FYP", "dance"])
+    add(1, type="share", ts=now - 4 * MIN, share_type="duet", user_id="pub1")
+    ev += [{"type": "follow", "creator_id": cre, "ts": now - 2 * HOUR}] * 2
+    ev += [{"type": "follow", "creator_id": cre, "ts": now - 30 * HOUR}]
+    produce(stack, scenario.topic, ev)
+
+    r = stack.redis()
+    sub = r.pubsub()
+    sub.subscribe(scenario.prefix + "updates")
+    scenario.start_daemon()
+    key = "%sv:{%s}" % (scenario.prefix, vid)
+    wait_for(lambda: scenario.applied() == len(ev), 60, "every event applied")
+    wait_for(lambda: r.hget(key, "views_24h") == "26", 10, "the windows")
+    h = r.hgetall(key)
+    expect = {"views": "39", "views_1m": "3", "views_5m": "8", "views_1h": "15",
+              "views_24h": "26", "likes_1m": "2", "likes_1h": "2", "comments_1m": "0",
+              "comments_1h": "1", "comments_24h": "1", "shares_1m": "4", "shares_5m": "5",
+              "shares_1h": "5", "shares_24h": "5", "velocity": "1.0",
+              "er_1h": "%.4f" % ((2 + 1 + 5) / 15), "er_24h": "%.4f" % ((2 + 1 + 5) / 26),
+              "share_rate_1h": "%.4f" % (5 / 15), "share_rate_24h": "%.4f" % (5 / 26)}
+    assert {k: h.get(k) for k in expect} == expect
+    assert now - 60000 < int(h["updated_ms"]) <= now_ms()
+    assert r.zscore(scenario.prefix + "top:velocity", vid) == 1.0
+    assert r.zscore(scenario.prefix + "top:shares_1h", vid) == 5.0
+    assert r.zscore(scenario.prefix + "top:hashtags:shares_1h", "fyp") == 4.0
+    assert r.zscore(scenario.prefix + "top:hashtags:shares_1h", "dance") == 4.0
+    c = r.hgetall("%sc:{%s}" % (scenario.prefix, cre))
+    assert (c["follows"], c["follows_24h"]) == ("3", "2")
+
+    # The series: one entry per ended minute with activity in the last hour
+    # (older events were never in a minute bucket), ID = the minute start.
+    series = dict(r.xrange(key + ":series"))
+    m2 = (now - 2 * MIN) // MIN * MIN
+    assert series["%d-0" % m2] == {"views": "5", "likes": "0", "comments": "0", "shares": "0"}
+    m30 = (now - 30 * MIN - 20000) // MIN * MIN
+    assert series["%d-0" % m30]["views"] == "7"
+    m40 = (now - 40 * MIN) // MIN * MIN
+    assert series["%d-0" % m40]["comments"] == "1"
+    assert "%d-0" % ((now - 3 * HOUR) // MIN * MIN) not in series
+
+    # The updates channel named the video, with the clock.
+    msgs = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        m = sub.get_message(timeout=0.5)
+        if m and m["type"] == "message":
+            msgs.append(json.loads(m["data"]))
+            if vid in msgs[-1]["videos"]:
+                break
+    assert any(vid in m["videos"] and m["t"] > now - 60000 for m in msgs)
+
+
+def test_values_decay_to_zero_on_time_without_new_events(scenario, stack):
+    now = now_ms()
+    vid = "wd-" + scenario.group
+    t_views, t_shares = now - 50000, now - (4 * MIN + 52000)
+    ev = [{"type": "view", "video_id": vid, "ts": t_views}] * 3
+    ev += [{"type": "share", "video_id": vid, "ts": t_shares}] * 2
+    produce(stack, scenario.topic, ev)
+    r = stack.redis()
+    key = "%sv:{%s}" % (scenario.prefix, vid)
+    scenario.start_daemon()
+    wait_for(lambda: r.hget(key, "views_1m") == "3", 30, "views_1m")
+    assert r.zscore(scenario.prefix + "top:velocity", vid) == 0.4
+    lateness = 2000
+    # shares_5m leaves when the clock (wall - lateness) passes t + 5 min, at
+    # most one 2 s bucket early; then velocity is 0 and the video leaves the
+    # velocity board but stays on the shares_1h one.
+    wait_for(lambda: r.hget(key, "shares_5m") == "0", 20, "shares_5m to decay")
+    t = now_ms()
+    assert t_shares + 5 * MIN + lateness - 2000 <= t <= t_shares + 5 * MIN + lateness + 1000
+    assert r.hget(key, "velocity") == "0.0"
+    assert r.zscore(scenario.prefix + "top:velocity", vid) is None
+    assert r.zscore(scenario.prefix + "top:shares_1h", vid) == 2.0
+    # views_1m: still 3 a little before its moment, 0 within 1 s after it.
+    while now_ms() < t_views + MIN + lateness - 2500:
+        assert r.hget(key, "views_1m") == "3"
+        time.sleep(0.1)
+    wait_for(lambda: r.hget(key, "views_1m") == "0", 5, "views_1m to decay")
+    assert now_ms() <= t_views + MIN + lateness + 1000
+    assert r.hget(key, "views_5m") == "3"
+
+
+def test_windows_after_sigkills_equal_a_model_of_the_log(scenario, stack):
+    rnd = random.Random(11)
+    gen = scenario.loadgen("--count", 240000, "--rate", 20000, "--videos", 2000,
+                           "--creators", 200, "--seed", 9, background=True)
+    kills = 0
+    while kills < 4:
+        d = scenario.start_daemon("--set", "kafka.rdkafka.group.instance.id=wcrash",
+                                  "--set", "kafka.rdkafka.session.timeout.ms=6000")
+        before = scenario.applied()
+        wait_for(lambda: scenario.applied() > before, 30, "progress after restart")
+        assert gen.poll() is None, "the stream ended before the kills"
+        try:
+            d.wait(timeout=rnd.uniform(0.1, 1.5))
+        except Exception:
+            pass
+        assert d.poll() is None, "the daemon died on its own"
+        d.send_signal(signal.SIGKILL)
+        d.wait()
+        kills += 1
+    wait_for(lambda: gen.poll() is not None, 120, "the load generator")
+    d = scenario.start_daemon("--set", "kafka.rdkafka.group.instance.id=wcrash",
+                              "--set", "kafka.rdkafka.session.timeout.ms=6000")
+    total = scenario.expected()["messages"]
+    wait_for(lambda: scenario.applied() == total, 120, "catch-up")
+    d.send_signal(signal.SIGTERM)
+    assert d.wait(timeout=15) == 0
+
+    by_video = defaultdict(lambda: defaultdict(list))
+    for _, _, _, value, _ in read_topic(stack.brokers, scenario.topic):
+        e = json.loads(value)
+        if e["type"] in METRICS or e["type"] + "s" in METRICS:
+            by_video[e["video_id"]][e["type"] + "s"].append(ts_ms(e["ts"]))
+    r = stack.redis()
+    pipe = r.pipeline(transaction=False)
+    vids = sorted(by_video)
+    for v in vids:
+        pipe.hgetall("%sv:{%s}" % (scenario.prefix, v))
+    bad, checked = [], 0
+    for v, h in zip(vids, pipe.execute()):
+        clock = int(h["updated_ms"])
+        for m in METRICS:
+            for w in WINDOWS:
+                want = window_value(by_video[v][m], w, clock)
+                got = int(h.get("%s_%s" % (m, w), 0))
+                checked += 1
+                if got != want:
+                    bad.append("%s %s_%s: redis %d, model %d at %d" % (v, m, w, got, want, clock))
+    assert bad[:20] == []
+    assert checked == len(vids) * 16 and len(vids) > 1000
