@@ -89,6 +89,19 @@ void sp_metrics_render(sp_daemon *d, sp_buf *b)
     sp__head(b, "sharepulse_pending_events", "gauge",
              "Events taken in and not yet acknowledged by Redis.");
     sp_buf_appendf(b, "sharepulse_pending_events %" PRIu64 "\n", d->pending_events);
+    sp__head(b, "sharepulse_clock_ms", "gauge",
+             "The event-time clock T (low watermark minus lateness), 0 until known.");
+    sp_buf_appendf(b, "sharepulse_clock_ms %" PRId64 "\n", d->clock_ms);
+    size_t ents = 0, wbytes = 0;
+    for (size_t i = 0; i < d->n_parts; i++) {
+        ents += sp_win_entities(d->parts[i]->win);
+        wbytes += sp_win_bytes(d->parts[i]->win);
+    }
+    sp__head(b, "sharepulse_window_entities", "gauge",
+             "Videos, creators and hashtags with non-zero rolling windows held.");
+    sp_buf_appendf(b, "sharepulse_window_entities %zu\n", ents);
+    sp__head(b, "sharepulse_window_bytes", "gauge", "Heap bytes the rolling windows hold.");
+    sp_buf_appendf(b, "sharepulse_window_bytes %zu\n", wbytes);
     sp__head(b, "sharepulse_fetch_paused", "gauge", "1 while fetching is paused (backpressure).");
     sp_buf_appendf(b, "sharepulse_fetch_paused %d\n", d->paused);
 

@@ -45,6 +45,9 @@ cat <<EOF2
     redis-cli -p $RPORT hgetall 'sp:c:{c0}'           # its creator's rollup
     redis-cli -p $RPORT pfcount 'sp:v:{v0}:reach'     # distinct viewers
     redis-cli -p $RPORT lrange 'sp:v:{v0}:sharers' 0 2  # newest public sharers
+    redis-cli -p $RPORT zrevrange sp:top:velocity 0 4 withscores   # share velocity leaders
+    redis-cli -p $RPORT hmget 'sp:v:{v42}' shares_1m shares_5m velocity er_1h
+    redis-cli -p $RPORT xrevrange 'sp:v:{v0}:series' + - count 3  # last minutes
     redis-cli -p $RPORT hgetall 'sp:offsets:{sharepulse-demo}'
     kcat -b 127.0.0.1:$KPORT -C -t engagement-events-dlq -o -5 -e -f '%h  %s\n'
     curl -s 127.0.0.1:9321/healthz; curl -s 127.0.0.1:9321/metrics | grep events_total

@@ -185,7 +185,8 @@ void sp_resp_bulki(sp_resp *r, int64_t v)
 void sp_resp_finish(sp_resp *r, sp_buf *out)
 {
     sp_buf_appendf(out, "*%zu\r\n", r->argc);
-    sp_buf_append(out, r->body.data, r->body.len);
+    if (r->body.len > 0)
+        sp_buf_append(out, r->body.data, r->body.len);
     sp_buf_reset(&r->body);
     r->argc = 0;
 }

@@ -214,7 +214,9 @@ static void usage(void)
             "  --burst V:START:DUR:SHARES  SHARES shares of video index V over DUR\n"
             "                       seconds from START seconds (repeatable)\n"
             "  --expect FILE        write the expected counts as JSON\n"
-            "  --prefix P           video id prefix (v)\n");
+            "  --prefix P           video id prefix (v)\n"
+            "  --span-hours H       spread event times evenly over the last H hours,\n"
+            "                       in order, instead of the wall clock (0)\n");
 }
 
 int main(int argc, char **argv)
@@ -222,7 +224,7 @@ int main(int argc, char **argv)
     const char *brokers = "127.0.0.1:9092", *topic = "engagement-events";
     const char *expect_path = NULL, *prefix = "v";
     long long count = 100000;
-    double rate = 0, zipf = 1.1, bad_frac = 0;
+    double rate = 0, zipf = 1.1, bad_frac = 0, span_h = 0;
     int videos = 10000, creators = 1000, users = 100000, partitions = 0;
     uint64_t seed = 1;
     burst_t bursts[32];
@@ -233,7 +235,8 @@ int main(int argc, char **argv)
         {"rate", 1, 0, 'r'},    {"videos", 1, 0, 'v'}, {"creators", 1, 0, 'c'},
         {"users", 1, 0, 'u'},   {"zipf", 1, 0, 'z'},   {"seed", 1, 0, 's'},
         {"bad", 1, 0, 'x'},     {"burst", 1, 0, 'B'},  {"expect", 1, 0, 'e'},
-        {"create-topic", 1, 0, 'p'}, {"prefix", 1, 0, 'P'}, {"help", 0, 0, 'h'},
+        {"create-topic", 1, 0, 'p'}, {"prefix", 1, 0, 'P'}, {"span-hours", 1, 0, 'S'},
+        {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -251,6 +254,7 @@ int main(int argc, char **argv)
         case 'e': expect_path = optarg; break;
         case 'p': partitions = atoi(optarg); break;
         case 'P': prefix = optarg; break;
+        case 'S': span_h = atof(optarg); break;
         case 'B':
             if (n_bursts == 32 ||
                 sscanf(optarg, "%d:%lf:%lf:%ld", &bursts[n_bursts].video,
@@ -310,8 +314,11 @@ int main(int argc, char **argv)
     long long produced = 0, bad_n = 0;
     int64_t now = wall_ms();
 
+    int64_t span_ms = (int64_t)(span_h * 3600000.0), start_ms = wall_ms() - span_ms;
     for (long long i = 0; count == 0 || i < count; i++) {
-        if ((i & 255) == 0)
+        if (span_ms > 0 && count > 0)
+            now = start_ms + (int64_t)((double)span_ms * (double)i / (double)count);
+        else if ((i & 255) == 0)
             now = wall_ms();
         if (rate > 0) {
             double due = t0 + (double)i / rate;
