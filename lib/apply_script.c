@@ -10,8 +10,9 @@
  *     (demo-field delta)*nd <nu> user*nu <ns> sharer-json*ns
  *     <np> (platform delta)*np               totals of a video
  *   c <creator> <follows>                    follows of a creator
- *   w <video> (window delta)*16 <nm> (minute-ms views likes comments
- *     shares)*nm                             windows and ended minutes
+ *   w <video> <nd> (field delta)*nd <nm> (minute-ms views likes
+ *     comments shares)*nm                    windows and ended minutes;
+ *                                            field 1..16 as sp_win_field_names
  *   f <creator> <delta>                      follows_24h
  *   h <hashtag> <delta>                      a hashtag's shares_1h
  *   s <entity> <state|"">                    window state (sp_win_load)
@@ -130,25 +131,33 @@ const char sp_apply_script[] =
     "  elseif kind == 'w' then\n"
     "    local id = ARGV[i + 1]\n"
     "    local vk = pfx .. 'v:{' .. id .. '}'\n"
-    "    local d, any = {}, false\n"
-    "    for k = 1, 16 do d[k] = tonumber(ARGV[i + 1 + k]); any = any or d[k] ~= 0 end\n"
-    "    i = i + 18\n"
-    "    if any then\n"
+    "    local nd = tonumber(ARGV[i + 2]); i = i + 3\n"
+    "    if nd > 0 then\n"
     "      local cur = call('HMGET', vk, unpack(WF)) or {}\n"
-    "      local v, args, dels = {}, {'updated_ms', T}, {}\n"
-    "      for k = 1, 16 do\n"
-    "        v[k] = (tonumber(cur[k]) or 0) + d[k]\n"
-    "        args[#args + 1] = WF[k]; args[#args + 1] = v[k]\n"
+    "      local v, ch, args, dels = {}, {}, {'updated_ms', T}, {}\n"
+    "      for k = 1, 16 do v[k] = tonumber(cur[k]) or 0 end\n"
+    "      local first = not cur[16]\n"
+    "      if first then for k = 1, 16 do ch[k] = true end end\n"
+    "      for j = i, i + 2 * nd - 1, 2 do\n"
+    "        local f = tonumber(ARGV[j])\n"
+    "        v[f] = v[f] + tonumber(ARGV[j + 1]); ch[f] = true\n"
+    "        if not first then args[#args + 1] = WF[f]; args[#args + 1] = v[f] end\n"
     "      end\n"
-    "      args[#args + 1] = 'velocity'; args[#args + 1] = string.format('%.1f', v[14] / 5)\n"
-    "      rate(args, dels, 'er_1h', v[7] + v[11] + v[15], v[3])\n"
-    "      rate(args, dels, 'er_24h', v[8] + v[12] + v[16], v[4])\n"
-    "      rate(args, dels, 'share_rate_1h', v[15], v[3])\n"
-    "      rate(args, dels, 'share_rate_24h', v[16], v[4])\n"
+    "      if first then for k = 1, 16 do args[#args + 1] = WF[k]; args[#args + 1] = v[k] end end\n"
+    "      i = i + 2 * nd\n"
+    "      if ch[14] then args[#args + 1] = 'velocity'; args[#args + 1] = string.format('%.1f', v[14] / 5) end\n"
+    "      if ch[3] or ch[7] or ch[11] or ch[15] then\n"
+    "        rate(args, dels, 'er_1h', v[7] + v[11] + v[15], v[3])\n"
+    "        rate(args, dels, 'share_rate_1h', v[15], v[3])\n"
+    "      end\n"
+    "      if ch[4] or ch[8] or ch[12] or ch[16] then\n"
+    "        rate(args, dels, 'er_24h', v[8] + v[12] + v[16], v[4])\n"
+    "        rate(args, dels, 'share_rate_24h', v[16], v[4])\n"
+    "      end\n"
     "      call('HSET', vk, unpack(args))\n"
     "      if #dels > 0 then call('HDEL', vk, unpack(dels)) end\n"
-    "      if d[14] ~= 0 then board(topv, id, v[14] / 5) end\n"
-    "      if d[15] ~= 0 then board(tops, id, v[15]) end\n"
+    "      if ch[14] then board(topv, id, v[14] / 5) end\n"
+    "      if ch[15] then board(tops, id, v[15]) end\n"
     "    end\n"
     "    local nm = tonumber(ARGV[i]); i = i + 1\n"
     "    for j = i, i + 5 * (nm - 1), 5 do\n"

@@ -542,10 +542,17 @@ static void sp__encode_ent(sp_win *w, sp__ent *e, sp_resp *r, sp_buf *updated,
             while (skip < n && (int64_t)cs->c[first + skip].idx < oldest)
                 skip++;
             if (changed || n > skip) {
+                int nd = 0;
+                for (int f = 0; f < nf; f++)
+                    nd += delta[f] != 0;
                 sp_resp_bulks(r, "w");
                 sp_resp_bulk(r, id, idlen);
+                sp_resp_bulki(r, nd);
                 for (int f = 0; f < nf; f++)
-                    sp_resp_bulki(r, delta[f]);
+                    if (delta[f] != 0) {
+                        sp_resp_bulki(r, f + 1);
+                        sp_resp_bulki(r, delta[f]);
+                    }
                 sp_resp_bulki(r, (int64_t)(n - skip));
                 for (uint32_t i = first + skip; i < first + n; i++) {
                     sp_resp_bulki(r, (int64_t)cs->c[i].idx * SP_SERIES_MS);
