@@ -111,6 +111,7 @@ start_redis() {
     log "starting redis on 127.0.0.1:$RPORT"
     redis-server --bind 127.0.0.1 --port "$RPORT" --dir "$DIR/redis" \
         --appendonly yes --appendfsync everysec --save "" \
+        --stream-node-max-bytes 1024 \
         --daemonize yes --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log"
     i=0
     until redis_up; do
