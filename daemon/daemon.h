@@ -211,8 +211,16 @@ struct sp_daemon {
     sp_ratelimit rl_kafka_err, rl_redis_err, rl_bad;
 };
 
-/* Milliseconds of the wall clock. */
+/* Milliseconds of the system's wall clock. */
 int64_t sp_wall_ms(void);
+/*
+ * The wall clock as the pipeline trusts it: it advances with the monotonic
+ * clock and converges on the system clock at most 10 % faster or slower
+ * than real time, as an NTP slew does. A step of the system clock (a bad
+ * NTP step, `date -s`) then neither ages every window at once nor stalls
+ * them, and event time stays the truth.
+ */
+int64_t sp_trusted_wall_ms(void);
 /* Requests a graceful stop (idempotent). */
 void sp_daemon_stop(sp_daemon *d, int exit_code);
 /* Re-evaluates whether the stop or the drain can progress. */

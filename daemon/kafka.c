@@ -169,7 +169,11 @@ static void sp__consume(sp_daemon *d)
 {
     rd_kafka_message_t *msgs[SP_CONSUME_BATCH];
     ssize_t n;
-    int64_t now = sp_wall_ms();
+    /* The later of the two, so that a system clock set back does not turn
+     * good events into future_ts. */
+    int64_t now = sp_trusted_wall_ms(), sys = sp_wall_ms();
+    if (sys > now)
+        now = sys;
     do {
         n = rd_kafka_consume_batch_queue(d->rkq, 0, msgs, SP_CONSUME_BATCH);
         for (ssize_t i = 0; i < n; i++) {

@@ -23,6 +23,29 @@ int64_t sp_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Nanoseconds of a clock. */
+static int64_t sp__clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t sp_trusted_wall_ms(void)
+{
+    static int64_t wall_ns, last_mono_ns;
+    int64_t mono = sp__clock_ns(CLOCK_MONOTONIC), sys = sp__clock_ns(CLOCK_REALTIME);
+    if (last_mono_ns == 0) {
+        wall_ns = sys;
+    } else {
+        int64_t dt = mono - last_mono_ns, slew = dt / 10;
+        int64_t gap = sys - (wall_ns + dt);
+        wall_ns += dt + (gap > slew ? slew : gap < -slew ? -slew : gap);
+    }
+    last_mono_ns = mono;
+    return wall_ns / 1000000;
+}
+
 void sp_daemon_count_bad(sp_daemon *d, const char *reason)
 {
     d->bad_total++;

@@ -365,12 +365,13 @@ static void sp__flush_part(sp_daemon *d, sp_part *p)
 }
 
 /* The clock T (SPEC 2): the lowest watermark of the active partitions,
- * each its newest event time minus the allowed lateness, or the wall clock
- * minus the lateness once caught up; never ahead of that, never back. */
+ * each its newest event time minus the allowed lateness, or the (trusted)
+ * wall clock minus the lateness once caught up; never ahead of that, never
+ * back. */
 static int64_t sp__clock(sp_daemon *d)
 {
     int64_t lateness = d->cfg.allowed_lateness_ms;
-    int64_t cap = sp_wall_ms() - lateness, t = INT64_MAX;
+    int64_t cap = sp_trusted_wall_ms() - lateness, t = INT64_MAX;
     for (size_t i = 0; i < d->n_parts; i++) {
         sp_part *p = d->parts[i];
         if (p->state != SP_PART_ACTIVE)

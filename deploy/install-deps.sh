@@ -9,7 +9,7 @@ PKGS="build-essential cmake ninja-build pkg-config git ca-certificates \
   libcmocka-dev libinih-dev \
   redis-server redis-tools openjdk-17-jre-headless maven kcat \
   python3 python3-pytest python3-redis python3-confluent-kafka \
-  python3-prometheus-client curl valgrind clang-14 libclang-rt-14-dev"
+  python3-prometheus-client curl valgrind clang-14 libclang-rt-14-dev faketime"
 
 missing=""
 for p in $PKGS; do

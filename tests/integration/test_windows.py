@@ -3,8 +3,10 @@ times, their decay without new events, leaderboards, the per-minute
 series, the updates channel, and windows after SIGKILLs equal to a model
 computed from the log itself."""
 import json
+import os
 import random
 import signal
+import subprocess
 import time
 from collections import defaultdict
 from datetime import datetime
@@ -27,10 +29,11 @@ def now_ms():
     return int(time.time() * 1000)
 
 
-def produce(stack, topic, events, partitions=2):
-    admin = AdminClient({"bootstrap.servers": stack.brokers})
-    for f in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
-        f.result()
+def produce(stack, topic, events, partitions=2, create=True):
+    if create:
+        admin = AdminClient({"bootstrap.servers": stack.brokers})
+        for f in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+            f.result()
     p = Producer({"bootstrap.servers": stack.brokers})
     for e in events:
         p.produce(topic, value=json.dumps(e).encode(),
@@ -196,3 +199,60 @@ def test_windows_after_sigkills_equal_a_model_of_the_log(scenario, stack):
                     bad.append("%s %s_%s: redis %d, model %d at %d" % (v, m, w, got, want, clock))
     assert bad[:20] == []
     assert checked == len(vids) * 16 and len(vids) > 1000
+
+
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+def metric(port, name):
+    import urllib.request
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port).read().decode()
+    return float(next(l.split()[1] for l in text.splitlines() if l.startswith(name + " ")))
+
+
+def test_system_clock_jumps_do_not_move_event_time(scenario, stack, tmp_path):
+    """The machine's clock is stepped two hours forward, then back to ten
+    minutes behind the truth, then right: the windows neither age at once
+    nor stall, and events stamped with the real time are neither refused as
+    future_ts nor lost (libfaketime shifts the daemon's CLOCK_REALTIME
+    only)."""
+    from conftest import free_port
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    env = dict(os.environ, LD_PRELOAD=FAKETIME, FAKETIME_TIMESTAMP_FILE=str(offset),
+               FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1",
+               DONT_FAKE_MONOTONIC="1")
+    # Under ASan the sanitizer runtime must come first; libfaketime before
+    # it is harmless here (it only wraps the clock calls).
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    vid = "wj-" + scenario.group
+    key = "%sv:{%s}" % (scenario.prefix, vid)
+    t_views = now_ms() - 20000
+    produce(stack, scenario.topic, [{"type": "view", "video_id": vid, "ts": t_views}] * 3)
+    port = free_port()
+    d = subprocess.Popen(scenario.daemon_cmd("--set", "http.listen=127.0.0.1:%d" % port),
+                         env=env, stderr=open(scenario.log_path, "ab"))
+    scenario.procs.append(d)
+    r = stack.redis()
+    wait_for(lambda: r.hget(key, "views_1h") == "3", 30, "the first events")
+
+    offset.write_text("+7200\n")          # two hours forward
+    time.sleep(3)
+    clock = metric(port, "sharepulse_clock_ms")
+    assert abs(clock - (now_ms() - 2000)) < 3000, "the clock jumped with the system clock"
+    assert r.hget(key, "views_1h") == "3" and r.hget(key, "views_5m") == "3"
+
+    offset.write_text("-600\n")           # back, to ten minutes behind the truth
+    produce(stack, scenario.topic, [{"type": "share", "video_id": vid, "ts": now_ms()}] * 2,
+            create=False)
+    wait_for(lambda: r.hget(key, "shares") == "2", 20, "the shares after the jump back")
+    assert r.hget(key, "shares_1m") == "2"
+    clock0 = metric(port, "sharepulse_clock_ms")
+    time.sleep(2)
+    assert metric(port, "sharepulse_clock_ms") - clock0 > 1500, "the clock stalled"
+    assert "future_ts" not in scenario.log_text()
+    offset.write_text("+0\n")
+    # views_1m leaves on time by the real clock: the daemon's clock slewed at
+    # most 10 % of the few seconds spent away from the truth.
+    wait_for(lambda: r.hget(key, "views_1m") == "0", 60, "views_1m to decay")
+    assert t_views + MIN - 2000 <= now_ms() <= t_views + MIN + 2000 + 2500
