@@ -339,7 +339,7 @@ static void sp__flush_part(sp_daemon *d, sp_part *p)
     sp_resp_init(&r);
     sp_batch_encode(p->pending, &t, d->redis.sha, &r);
     sp_buf_reset(&d->updates);
-    sp_win_encode(p->win, &r, &d->updates);
+    sp_win_encode(p->win, &d->cfg, &r, &d->updates);
     if (d->updates.len > 0) {
         sp_buf msg;
         sp_buf_init(&msg);

@@ -15,6 +15,9 @@
  *                                            field 1..16 as sp_win_field_names
  *   f <creator> <delta>                      follows_24h
  *   h <hashtag> <delta>                      a hashtag's shares_1h
+ *   m <video> <level> <baseline> <momentum>  the detector's view
+ *   a <video> <alert-json>                   an alert: <prefix>alerts stream
+ *                                            and channel
  *   s <entity> <state|"">                    window state (sp_win_load)
  *   u <json>                                 published on <prefix>updates
  * Replies {"ok"}, {"dup", stored} or {"fenced", stored}.
@@ -174,6 +177,14 @@ const char sp_apply_script[] =
     "    local v = call('HINCRBY', pfx .. 'hashtags:shares_1h', tag, d) or 0\n"
     "    if v <= 0 then call('HDEL', pfx .. 'hashtags:shares_1h', tag) end\n"
     "    board(toph, tag, v, v - d)\n"
+    "    i = i + 3\n"
+    "  elseif kind == 'm' then\n"
+    "    call('HSET', pfx .. 'v:{' .. ARGV[i + 1] .. '}', 'level', ARGV[i + 2], 'baseline', ARGV[i + 3],\n"
+    "      'momentum', ARGV[i + 4])\n"
+    "    i = i + 5\n"
+    "  elseif kind == 'a' then\n"
+    "    call('XADD', pfx .. 'alerts', 'MAXLEN', '~', 10000, '*', 'alert', ARGV[i + 2])\n"
+    "    redis.call('PUBLISH', pfx .. 'alerts', ARGV[i + 2])\n"
     "    i = i + 3\n"
     "  elseif kind == 's' then\n"
     "    if ARGV[i + 2] == '' then sdel[#sdel + 1] = ARGV[i + 1]\n"

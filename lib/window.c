@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <math.h>
+#include <stdio.h>
+
+#include "detector.h"
 #include "map.h"
 
 const char *const sp_win_field_names[SP_WIN_FIELDS] = {
@@ -47,6 +51,11 @@ typedef struct sp__ent {
     int64_t series_upto;    /* minutes before this index are in the series */
     int64_t written[SP_WIN_FIELDS];
     sp__cells lv[SP__LEVELS];
+    /* videos only: share momentum */
+    sp_detector det;
+    int64_t det_eval;       /* last 2 s edge the detector stepped at */
+    char *creator;          /* latest creator_id seen, for alerts */
+    char shown[48];         /* level, baseline, momentum last written */
 } sp__ent;
 
 struct sp_win {
@@ -163,6 +172,7 @@ static void sp__ent_free(sp__ent *e)
 {
     for (int l = 0; l < SP__LEVELS; l++)
         free(e->lv[l].c);
+    free(e->creator);
     free(e->key);
     free(e);
 }
@@ -284,10 +294,16 @@ void sp_win_add(sp_win *w, const sp_event *ev)
         v = sp__ent_get(w, SP__VIDEO, ev->video_id, 1);
     for (int l = 0; l < SP__LEVELS; l++)
         counted |= sp__count(w, v, l, (int)ev->type, ev->ts_ms);
-    if (counted)
+    if (counted) {
         sp__mark(w, v);
-    else if (fresh)
+        if (ev->creator_id[0] != '\0' &&
+            (v->creator == NULL || strcmp(v->creator, ev->creator_id) != 0)) {
+            free(v->creator);
+            v->creator = sp_xstrdup(ev->creator_id);
+        }
+    } else if (fresh) {
         sp__ent_remove(w, v); /* too old for every window */
+    }
     if (ev->type != SP_EV_SHARE)
         return;
     for (int i = 0; i < ev->n_hashtags; i++) {
@@ -412,7 +428,10 @@ int sp_win_video_values(const sp_win *w, const char *video, int64_t out[SP_WIN_F
 
 /* ---- state ---- */
 
-/* "1 <series_upto> <written>... then per level <n> (<idx> <count>...)..." */
+/* "1 <series_upto> <written>... then per level <n> (<idx> <count>...)...",
+ * and for a video its detector: "<baseline> <folded_upto> <minutes> <level>
+ * <alerted_level> <alerted_at> <quiet_since> <resolved> <det_eval>
+ * <creator or ~>". */
 static void sp__state(const sp__ent *e, sp_buf *out)
 {
     int nf = sp__fields(e->kind);
@@ -428,6 +447,14 @@ static void sp__state(const sp__ent *e, sp_buf *out)
             for (int m = 0; m < nm; m++)
                 sp_buf_appendf(out, " %" PRIu32, cs->c[i].n[m]);
         }
+    }
+    if (e->kind == SP__VIDEO) {
+        const sp_detector *d = &e->det;
+        sp_buf_appendf(out, " %.17g %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
+                       " %" PRId64 " %" PRId64 " %" PRId64 " %s", d->baseline, d->folded_upto,
+                       d->minutes, d->level,
+                       d->alerted_level, d->alerted_at, d->quiet_since, d->resolved,
+                       e->det_eval, e->creator ? e->creator : "~");
     }
 }
 
@@ -498,6 +525,45 @@ int sp_win_load(sp_win *w, const char *field, size_t flen, const char *blob, siz
             }
         }
     }
+    if (kind == SP__VIDEO) {
+        char num[40];
+        while (p < end && *p == ' ')
+            p++;
+        size_t k = 0;
+        while (p + k < end && p[k] != ' ' && k < sizeof(num) - 1)
+            k++;
+        memcpy(num, p, k);
+        num[k] = '\0';
+        char *stop;
+        double b = strtod(num, &stop);
+        if (k == 0 || *stop != '\0' || !(b >= 0 && b < 1e12))
+            goto bad;
+        p += k;
+        int64_t f[8];
+        static const int64_t hi[8] = {INT64_MAX, INT64_MAX, SP_LEVEL__COUNT - 1,
+                                      SP_LEVEL__COUNT - 1, INT64_MAX, INT64_MAX, 1, INT64_MAX};
+        for (int j = 0; j < 8; j++)
+            if (sp__num(&p, end, 0, hi[j], &f[j]))
+                goto bad;
+        e->det.baseline = b;
+        e->det.folded_upto = f[0];
+        e->det.minutes = f[1];
+        e->det.level = f[2];
+        e->det.alerted_level = f[3];
+        e->det.alerted_at = f[4];
+        e->det.quiet_since = f[5];
+        e->det.resolved = f[6];
+        e->det_eval = f[7];
+        while (p < end && *p == ' ')
+            p++;
+        const char *c = p;
+        while (p < end && *p != ' ')
+            p++;
+        if (p == c || (size_t)(p - c) > SP_ID_MAX)
+            goto bad;
+        if (!(p - c == 1 && *c == '~'))
+            e->creator = sp_xstrndup(c, (size_t)(p - c));
+    }
     if (p != end)
         goto bad;
     /* Re-evaluated at the first clock: values may have moved meanwhile. */
@@ -508,10 +574,133 @@ bad:
     return SP_EPARSE;
 }
 
+/* ---- momentum ---- */
+
+#define SP__FINE_MS 2000
+
+/* Shares in the 150 fine buckets before edge g: the 5 minutes before it. */
+static int64_t sp__shares_5m(const sp__ent *e, int64_t g)
+{
+    int64_t hi = g / SP__FINE_MS, lo = hi - 150, sum = 0;
+    const sp__cells *cs = &e->lv[SP__FINE];
+    for (uint32_t i = cs->len; i > 0 && (int64_t)cs->c[i - 1].idx >= lo; i--)
+        if ((int64_t)cs->c[i - 1].idx < hi)
+            sum += cs->c[i - 1].n[SP_EV_SHARE];
+    return sum;
+}
+
+/* Folds into the baseline the minutes that ended 5 minutes before g. */
+static void sp__fold(const sp_config *cfg, sp__ent *e, int64_t g)
+{
+    int64_t upto = sp__floordiv(g - 5 * SP_SERIES_MS, SP_SERIES_MS); /* minutes < upto */
+    const sp__cells *cs = &e->lv[SP__MINUTE];
+    for (uint32_t i = 0; i < cs->len && (int64_t)cs->c[i].idx < upto; i++)
+        if ((int64_t)cs->c[i].idx >= e->det.folded_upto && cs->c[i].n[SP_EV_SHARE] > 0)
+            sp_detector_fold(cfg, &e->det, cs->c[i].idx, cs->c[i].n[SP_EV_SHARE]);
+    if (e->det.folded_upto == 0) /* a new video: its history starts with it */
+        e->det.folded_upto = cs->len > 0 && (int64_t)cs->c[0].idx < upto ? cs->c[0].idx : upto;
+    if (e->det.folded_upto < upto)
+        sp_detector_fold(cfg, &e->det, upto - 1, 0); /* quiet minutes decay it */
+}
+
+static void sp__alert(const sp__ent *e, sp_alert_kind kind, int64_t g, const sp_signal *sig,
+                      sp_resp *r, sp_buf *json)
+{
+    int64_t level = kind == SP_ALERT_MOMENTUM ? (int64_t)sig->level : e->det.alerted_level;
+    const char *kname = kind == SP_ALERT_MOMENTUM ? "momentum" : "resolved";
+    const char *id = e->key + 2;
+    /* The hour of complete minutes before the alert. */
+    int64_t h[SP__METRICS] = {0, 0, 0, 0}, m_hi = sp__floordiv(g, SP_SERIES_MS);
+    const sp__cells *cs = &e->lv[SP__MINUTE];
+    for (uint32_t i = 0; i < cs->len; i++)
+        if ((int64_t)cs->c[i].idx >= m_hi - 60 && (int64_t)cs->c[i].idx < m_hi)
+            for (int m = 0; m < SP__METRICS; m++)
+                h[m] += cs->c[i].n[m];
+    /* A function of the log: the video, the kind, the level, the edge. */
+    sp_buf_reset(json);
+    sp_buf_appendf(json, "%s%c%s%c%s%c%" PRId64, id, 0, kname, 0, sp_level_names[level], 0, g);
+    uint64_t hash = sp_hash(json->data, json->len);
+
+    sp_buf_reset(json);
+    sp_buf_appendf(json, "{\"alert_id\":\"al_%016" PRIx64 "\",\"kind\":\"%s\",\"level\":\"%s\","
+                   "\"video_id\":", hash, kname, sp_level_names[level]);
+    sp_buf_append_json_str(json, id, e->klen - 2);
+    sp_buf_appends(json, ",\"creator_id\":");
+    if (e->creator != NULL)
+        sp_buf_append_json_str(json, e->creator, strlen(e->creator));
+    else
+        sp_buf_appends(json, "null");
+    double er = h[0] > 0 ? (double)(h[1] + h[2] + h[3]) / (double)h[0] : 0;
+    double sr = h[0] > 0 ? (double)h[3] / (double)h[0] : 0;
+    sp_buf_appendf(json, ",\"at_ms\":%" PRId64 ",\"velocity\":%.2f,\"baseline\":%.2f,"
+                   "\"ratio\":%.2f,\"z\":%.2f,\"shares_5m\":%" PRId64 ",\"shares_1h\":%" PRId64
+                   ",\"views_1h\":%" PRId64 ",\"er_1h\":%.4f,\"share_rate_1h\":%.4f,\"reason\":\"",
+                   g, sig->velocity, sig->baseline, sig->ratio, sig->z, sig->shares_5m, h[3], h[0],
+                   er, sr);
+    if (kind == SP_ALERT_MOMENTUM)
+        sp_buf_appendf(json, "%.1f shares/min over 5 min against a usual %.1f/min (z %.1f); "
+                       "engagement %.1f%%\"}", sig->velocity, sig->baseline, sig->z, er * 100);
+    else
+        sp_buf_appendf(json, "quiet for 10 minutes after %s; now %.1f shares/min against a "
+                       "usual %.1f/min\"}", sp_level_names[level], sig->velocity, sig->baseline);
+    sp_resp_bulks(r, "a");
+    sp_resp_bulk(r, id, e->klen - 2);
+    sp_resp_bulk(r, json->data, json->len);
+}
+
+/* Steps a video's detector at every 2 s edge up to the clock, and writes
+ * its level, baseline and momentum when they changed. */
+static void sp__detect(const sp_win *w, const sp_config *cfg, sp__ent *e, sp_resp *r,
+                       sp_buf *json)
+{
+    int64_t g_end = sp__floordiv(w->clock, SP__FINE_MS) * SP__FINE_MS;
+    if (e->det_eval == 0) {
+        /* A new video is stepped from its first bucket on, so that where
+         * it starts depends on the log, not on when the daemon looked. */
+        const sp__cells *fine = &e->lv[SP__FINE];
+        int64_t first = fine->len > 0 ? (int64_t)fine->c[0].idx * SP__FINE_MS : g_end;
+        e->det_eval = (first < g_end ? first : g_end) - SP__FINE_MS;
+    }
+    int64_t total = 0;
+    for (uint32_t i = 0; i < e->lv[SP__FINE].len; i++)
+        total += e->lv[SP__FINE].c[i].n[SP_EV_SHARE];
+    if ((double)total < 5 * cfg->min_velocity && e->det.level == SP_LEVEL_QUIET &&
+        !sp_detector_open(cfg, &e->det)) {
+        sp__fold(cfg, e, g_end); /* quiet at every edge: nothing to step */
+    } else {
+        for (int64_t g = e->det_eval + SP__FINE_MS; g <= g_end; g += SP__FINE_MS) {
+            sp__fold(cfg, e, g);
+            sp_signal sig;
+            sp_detector_signal(cfg, &e->det, sp__shares_5m(e, g), &sig);
+            sp_alert_kind k = sp_detector_step(cfg, &e->det, g, &sig);
+            if (k != SP_ALERT_NONE)
+                sp__alert(e, k, g, &sig, r, json);
+        }
+    }
+    if (g_end > e->det_eval)
+        e->det_eval = g_end;
+    sp_signal now;
+    sp_detector_signal(cfg, &e->det, sp__shares_5m(e, g_end), &now);
+    char shown[sizeof(e->shown)];
+    snprintf(shown, sizeof(shown), "%s %.2f %.2f", sp_level_names[e->det.level], now.baseline,
+             now.ratio);
+    if (strcmp(shown, e->shown) != 0) {
+        memcpy(e->shown, shown, sizeof(shown));
+        char *b = strchr(shown, ' '), *m = strchr(b + 1, ' ');
+        *b++ = '\0';
+        *m++ = '\0';
+        sp_resp_bulks(r, "m");
+        sp_resp_bulk(r, e->key + 2, e->klen - 2);
+        sp_resp_bulks(r, shown);
+        sp_resp_bulks(r, b);
+        sp_resp_bulks(r, m);
+    }
+}
+
 /* ---- encoding ---- */
 
-static void sp__encode_ent(sp_win *w, sp__ent *e, sp_resp *r, sp_buf *updated,
-                           sp_buf *scratch)
+static void sp__encode_ent(sp_win *w, const sp_config *cfg, sp__ent *e, sp_resp *r,
+                           sp_buf *updated, sp_buf *scratch)
 {
     int nf = sp__fields(e->kind);
     const char *id = e->key + 2;
@@ -565,6 +754,8 @@ static void sp__encode_ent(sp_win *w, sp__ent *e, sp_resp *r, sp_buf *updated,
             }
             if (ended > e->series_upto)
                 e->series_upto = ended;
+            if (cfg != NULL)
+                sp__detect(w, cfg, e, r, scratch);
         } else if (changed) {
             sp_resp_bulks(r, e->kind == SP__CREATOR ? "f" : "h");
             sp_resp_bulk(r, id, idlen);
@@ -578,6 +769,8 @@ static void sp__encode_ent(sp_win *w, sp__ent *e, sp_resp *r, sp_buf *updated,
         empty &= e->lv[l].len == 0;
     for (int f = 0; f < nf; f++)
         empty &= e->written[f] == 0;
+    if (e->kind == SP__VIDEO && cfg != NULL && sp_detector_open(cfg, &e->det))
+        empty = 0; /* its resolution is still to come */
     sp_resp_bulks(r, "s");
     sp_resp_bulk(r, e->key, e->klen);
     if (empty) {
@@ -588,17 +781,24 @@ static void sp__encode_ent(sp_win *w, sp__ent *e, sp_resp *r, sp_buf *updated,
     sp_buf_reset(scratch);
     sp__state(e, scratch);
     sp_resp_bulk(r, scratch->data, scratch->len);
-    sp__schedule(w, e, w->clock > 0 ? sp__next_change(w, e) : 0);
+    int64_t due = w->clock > 0 ? sp__next_change(w, e) : 0;
+    if (e->kind == SP__VIDEO && e->det.quiet_since > 0 && !e->det.resolved &&
+        e->det.alerted_level != SP_LEVEL_QUIET) {
+        int64_t t = e->det.quiet_since + SP_RESOLVE_QUIET_MS;
+        if (t < due)
+            due = t <= w->clock ? w->clock + SP__FINE_MS : t;
+    }
+    sp__schedule(w, e, due);
 }
 
-void sp_win_encode(sp_win *w, sp_resp *r, sp_buf *updated)
+void sp_win_encode(sp_win *w, const sp_config *cfg, sp_resp *r, sp_buf *updated)
 {
     sp_buf scratch;
     sp_buf_init(&scratch);
     for (size_t i = 0; i < w->n_dirty; i++) {
         sp__ent *e = w->dirty[i];
         e->dirty = 0;
-        sp__encode_ent(w, e, r, updated, &scratch);
+        sp__encode_ent(w, cfg, e, r, updated, &scratch);
     }
     w->n_dirty = 0;
     sp_buf_free(&scratch);

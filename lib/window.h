@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "event.h"
 #include "sp_common.h"
 
@@ -73,8 +74,11 @@ size_t sp_win_bytes(const sp_win *w);
  * apply_script.c for their layout) and marks them written. Until the clock
  * is known (0) only their state is written. For every video whose values
  * changed, appends its id as a JSON string, comma-separated, to updated.
+ * With cfg, also steps each video's momentum detector ([momentum]) and
+ * writes its level, baseline, momentum and alerts (detector.h); NULL
+ * leaves the detector out.
  */
-void sp_win_encode(sp_win *w, sp_resp *r, sp_buf *updated);
+void sp_win_encode(sp_win *w, const sp_config *cfg, sp_resp *r, sp_buf *updated);
 
 /* The values a video's fields have at the current clock, as the daemon
  * counts them (its contribution). Returns 0, or -1 if the video is not

@@ -212,7 +212,8 @@ static void usage(void)
             "  --seed N             random seed (1)\n"
             "  --bad F              fraction of malformed messages (0)\n"
             "  --burst V:START:DUR:SHARES  SHARES shares of video index V over DUR\n"
-            "                       seconds from START seconds (repeatable)\n"
+            "                       seconds from START seconds (repeatable); with\n"
+            "                       --span-hours, seconds of event time\n"
             "  --expect FILE        write the expected counts as JSON\n"
             "  --prefix P           video id prefix (v)\n"
             "  --span-hours H       spread event times evenly over the last H hours,\n"
@@ -342,7 +343,8 @@ int main(int argc, char **argv)
         /* Which video: a burst that is due, else a Zipf draw. */
         int v = -1;
         int type;
-        double el = mono_s() - t0;
+        /* Bursts start by event time when times are spread (--span-hours). */
+        double el = span_ms > 0 ? (double)(now - start_ms) / 1000.0 : mono_s() - t0;
         for (int b = 0; b < n_bursts; b++) {
             burst_t *bu = &bursts[b];
             if (el >= bu->start_s && bu->done < bu->shares) {
