@@ -10,6 +10,7 @@
 #ifndef SP_DAEMON_H
 #define SP_DAEMON_H
 
+#include <curl/curl.h>
 #include <hiredis/async.h>
 #include <librdkafka/rdkafka.h>
 #include <stdint.h>
@@ -93,6 +94,7 @@ typedef struct sp_part {
     int64_t seq;            /* flush sequence stored in Redis; 0: none */
     int64_t inflight_seq;
     int64_t max_ts;         /* newest event time taken in; -1: none */
+    sp_buf inflight_alerts; /* "<field>\t<json>\n" to queue once applied */
 } sp_part;
 
 int sp_pipeline_on_message(sp_daemon *d, rd_kafka_message_t *rkm, int64_t now_ms);
@@ -113,6 +115,49 @@ int sp_pipeline_drained(sp_daemon *d);
 void sp_pipeline_progress_revoke(sp_daemon *d);
 void sp_pipeline_free(sp_daemon *d);
 
+/* ---- alerts.c ---- */
+
+enum { SP_PRODUCE_DLQ = 1, SP_PRODUCE_ALERT = 2 };
+
+/* One alert on its way to one sink outside Redis. */
+typedef struct sp_delivery {
+    int what;                   /* SP_PRODUCE_ALERT: a Kafka report's opaque */
+    struct sp_delivery *next;
+    int sink;                   /* -1: the Kafka alerts_topic; else a webhook */
+    char *topic;                /* the partition whose state holds it */
+    int32_t partition;
+    char *field;                /* its pending field there */
+    char *alert_id, *video, *json;
+    int64_t at_ms;              /* the alert's time: max_age_s counts from it */
+    int attempts;
+    uint64_t due_ms;            /* loop time of the next attempt */
+    int inflight;
+    void *easy;                 /* CURL * while a webhook request runs */
+    struct curl_slist *headers;
+} sp_delivery;
+
+/* Per sink: what happened to its deliveries. */
+typedef struct sp_sink_stats {
+    uint64_t delivered, retries, failed, expired, overflow;
+    uint64_t queued;
+} sp_sink_stats;
+
+int sp_alerts_start(sp_daemon *d, char *errstr, size_t errsz);
+/* Decides the sinks of one fired alert: appends to r one pending record per
+ * sink ("s" records of the apply script) and to pending the lines
+ * "<field>\t<json>" to queue once the flush is acknowledged. */
+void sp_alerts_route(sp_daemon *d, const char *json, size_t len, sp_resp *r, sp_buf *pending);
+/* Queues a pending delivery of a partition (after its flush, or found in
+ * its state on assignment). */
+void sp_alerts_queue(sp_daemon *d, const char *topic, int32_t partition, const char *field,
+                     size_t flen, const char *json, size_t jlen);
+/* Forgets the queued deliveries of a partition this instance gave up. */
+void sp_alerts_drop_partition(sp_daemon *d, const char *topic, int32_t partition);
+void sp_alerts_on_kafka(sp_daemon *d, void *delivery, rd_kafka_resp_err_t err);
+/* SIGHUP: takes fresh's [webhook.*] sections (moved out of fresh). */
+void sp_alerts_reload(sp_daemon *d, sp_config *fresh);
+void sp_alerts_stop(sp_daemon *d);
+
 /* ---- kafka.c ---- */
 
 int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz);
@@ -120,6 +165,9 @@ int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz);
  * a delivery report will follow, 0 if the DLQ is off. */
 int sp_kafka_dead_letter(sp_daemon *d, const rd_kafka_message_t *rkm,
                          const char *reason, uint64_t gen);
+/* Produces an alert to alerts_topic (key = video id); the delivery report
+ * reaches sp_alerts_on_kafka. Returns 0, or -1 if it could not be queued. */
+int sp_kafka_produce_alert(sp_daemon *d, sp_delivery *dl);
 void sp_kafka_store_offset(sp_daemon *d, const char *topic, int32_t partition,
                            int64_t offset);
 void sp_kafka_assign(sp_daemon *d, rd_kafka_topic_partition_list_t *parts);
@@ -183,6 +231,15 @@ struct sp_daemon {
     int64_t clock_ms;        /* T, the low watermark (SPEC 2); 0: unknown */
     sp_buf updates;          /* scratch for the updates message */
 
+    /* alerts.c */
+    void *curlm;             /* CURLM * */
+    uv_timer_t curl_timer, alerts_timer;
+    int alerts_ready;
+    sp_delivery *deliveries;
+    sp_sink_stats kafka_alert_stats;
+    sp_sink_stats webhook_stats[SP_WEBHOOKS_MAX];
+    uint64_t alerts_by_level[4], alerts_resolved;
+
     /* http.c */
     struct MHD_Daemon *http;
     uv_poll_t http_poll;
@@ -208,7 +265,7 @@ struct sp_daemon {
     uint64_t loop_lag_ms;    /* lateness of the last 100 ms tick */
     uint64_t tick_due_ms;
     uv_timer_t tick_timer;
-    sp_ratelimit rl_kafka_err, rl_redis_err, rl_bad;
+    sp_ratelimit rl_kafka_err, rl_redis_err, rl_bad, rl_alerts;
 };
 
 /* Milliseconds of the system's wall clock. */

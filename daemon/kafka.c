@@ -211,14 +211,23 @@ static void sp__rk_timer_cb(uv_timer_t *t)
     sp__dlq_serve(d);
 }
 
+/* What a dead letter's delivery report refers to. Starts with the same
+ * int as sp_delivery, which alert deliveries pass instead. */
+struct sp__dlq_ref {
+    int what; /* SP_PRODUCE_DLQ */
+    uint64_t gen;
+    int32_t partition;
+    char topic[];
+};
+
 static void sp__dlq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
     sp_daemon *d = opaque;
-    struct sp__dlq_ref {
-        uint64_t gen;
-        int32_t partition;
-        char topic[];
-    } *ref = rkm->_private;
+    if (*(const int *)rkm->_private == SP_PRODUCE_ALERT) {
+        sp_alerts_on_kafka(d, rkm->_private, rkm->err);
+        return;
+    }
+    struct sp__dlq_ref *ref = rkm->_private;
     if (rkm->err) {
         /* Never lose a dead letter: produce it again. */
         sp_warn("kafka", "dead-letter delivery failed, retrying: %s",
@@ -245,10 +254,23 @@ static void sp__dlq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *o
     sp_daemon_check_progress(d);
 }
 
+int sp_kafka_produce_alert(sp_daemon *d, sp_delivery *dl)
+{
+    if (d->dlq == NULL || d->cfg.kafka_alerts_topic[0] == '\0')
+        return -1;
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        d->dlq, RD_KAFKA_V_TOPIC(d->cfg.kafka_alerts_topic),
+        RD_KAFKA_V_VALUE(dl->json, strlen(dl->json)),
+        RD_KAFKA_V_KEY(dl->video, strlen(dl->video)),
+        RD_KAFKA_V_HEADER("sp-alert-id", dl->alert_id, -1),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(dl), RD_KAFKA_V_END);
+    return err ? -1 : 0;
+}
+
 int sp_kafka_dead_letter(sp_daemon *d, const rd_kafka_message_t *rkm,
                          const char *reason, uint64_t gen)
 {
-    if (d->dlq == NULL)
+    if (d->dlq == NULL || d->cfg.kafka_dlq_topic[0] == '\0')
         return 0;
     const char *topic = rd_kafka_topic_name(rkm->rkt);
     char part[16], off[24];
@@ -267,11 +289,8 @@ int sp_kafka_dead_letter(sp_daemon *d, const rd_kafka_message_t *rkm,
     rd_kafka_header_add(hdrs, "sp-offset", -1, off, -1);
 
     size_t tlen = strlen(topic);
-    struct sp__dlq_ref {
-        uint64_t gen;
-        int32_t partition;
-        char topic[];
-    } *ref = sp_xmalloc(sizeof(*ref) + tlen + 1);
+    struct sp__dlq_ref *ref = sp_xmalloc(sizeof(*ref) + tlen + 1);
+    ref->what = SP_PRODUCE_DLQ;
     ref->gen = gen;
     ref->partition = rkm->partition;
     memcpy(ref->topic, topic, tlen + 1);
@@ -484,7 +503,8 @@ int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz)
     uv_timer_start(&d->rk_timer, sp__rk_timer_cb, 100, 100);
     d->rk_loop_ready = 1;
 
-    if (cfg->kafka_dlq_topic[0] != '\0') {
+    /* One producer for the dead letters and the alerts. */
+    if (cfg->kafka_dlq_topic[0] != '\0' || cfg->kafka_alerts_topic[0] != '\0') {
         rd_kafka_conf_t *pconf = rd_kafka_conf_new();
         if (sp__set(pconf, "bootstrap.servers", cfg->kafka_brokers, e, sizeof(e)) ||
             sp__set_all(pconf, sp__producer_defaults, SP_ARRAY_SIZE(sp__producer_defaults), e,

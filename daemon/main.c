@@ -105,7 +105,8 @@ static void sp__finish_cb(uv_timer_t *t)
     sp__close_handle((uv_handle_t *)&d->sig_int);
     sp__close_handle((uv_handle_t *)&d->sig_hup);
     sp_redis_close(d);
-    sp_kafka_free(d);
+    sp_kafka_free(d); /* its last delivery reports may still reach alerts.c */
+    sp_alerts_stop(d);
 }
 
 static void sp__stop_tick_cb(uv_timer_t *t)
@@ -223,11 +224,13 @@ static void sp__signal_cb(uv_signal_t *s, int signum)
             d->cfg.cooldown_min = fresh.cooldown_min;
             d->cfg.send_resolved = fresh.send_resolved;
             sp_log_configure(fresh.log_level, fresh.log_format);
-            sp_info("daemon", "reloaded [momentum] and [log]: min_velocity=%g min_z=%g "
-                    "ratio_rising=%g ratio_surging=%g ratio_viral=%g cooldown_min=%lld "
-                    "log.level=%s", fresh.min_velocity, fresh.min_z, fresh.ratio_rising,
-                    fresh.ratio_surging, fresh.ratio_viral, (long long)fresh.cooldown_min,
-                    fresh.log_level);
+            int webhooks = fresh.n_webhooks;
+            sp_alerts_reload(d, &fresh);
+            sp_info("daemon", "reloaded [momentum], [webhook.*] and [log]: min_velocity=%g "
+                    "min_z=%g ratio_rising=%g ratio_surging=%g ratio_viral=%g cooldown_min=%lld "
+                    "webhooks=%d log.level=%s", d->cfg.min_velocity, d->cfg.min_z,
+                    d->cfg.ratio_rising, d->cfg.ratio_surging, d->cfg.ratio_viral,
+                    (long long)d->cfg.cooldown_min, webhooks, fresh.log_level);
         }
         sp_config_free(&fresh);
         sd_notify(0, "READY=1\nSTATUS=consuming (reloaded)");
@@ -298,7 +301,7 @@ static void sp__usage(FILE *f)
             "  --version               print the version and exit\n"
             "  -h, --help              print this help and exit\n"
             "\n"
-            "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads [momentum]\n"
+            "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads [momentum], [webhook.*]\n"
             "and [log]. Exit status: 0 done, 1 runtime failure, 2 bad usage or\n"
             "config.\n");
 }
@@ -412,6 +415,7 @@ int main(int argc, char **argv)
     char errstr[512];
     sp_redis_start(d);
     if (sp_http_start(d, errstr, sizeof(errstr)) != 0 ||
+        sp_alerts_start(d, errstr, sizeof(errstr)) != 0 ||
         sp_kafka_start(d, errstr, sizeof(errstr)) != 0) {
         sp_error("daemon", "%s", errstr);
         d->exit_code = 1;

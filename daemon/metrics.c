@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "detector.h"
 
 const double sp_flush_buckets[SP_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                   0.5,   1,    2.5,   5,    10,  0};
@@ -89,6 +90,39 @@ void sp_metrics_render(sp_daemon *d, sp_buf *b)
     sp__head(b, "sharepulse_pending_events", "gauge",
              "Events taken in and not yet acknowledged by Redis.");
     sp_buf_appendf(b, "sharepulse_pending_events %" PRIu64 "\n", d->pending_events);
+    sp__head(b, "sharepulse_alerts_total", "counter", "Alerts fired, by kind and level.");
+    for (int l = 1; l < SP_LEVEL__COUNT; l++)
+        sp_buf_appendf(b, "sharepulse_alerts_total{kind=\"momentum\",level=\"%s\"} %" PRIu64 "\n",
+                       sp_level_names[l], d->alerts_by_level[l]);
+    sp_buf_appendf(b, "sharepulse_alerts_total{kind=\"resolved\",level=\"\"} %" PRIu64 "\n",
+                   d->alerts_resolved);
+    sp__head(b, "sharepulse_alert_deliveries_total", "counter",
+             "Alert deliveries to the sinks outside Redis, by outcome.");
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            sp__head(b, "sharepulse_alert_deliveries_queued", "gauge",
+                     "Alert deliveries waiting or in flight, by sink.");
+        for (int s = -1; s < d->cfg.n_webhooks; s++) {
+            const sp_sink_stats *st = s < 0 ? &d->kafka_alert_stats : &d->webhook_stats[s];
+            char sink[96];
+            if (s < 0)
+                snprintf(sink, sizeof(sink), "kafka");
+            else
+                snprintf(sink, sizeof(sink), "webhook:%s", d->cfg.webhooks[s].name);
+            if (pass == 1) {
+                sp_buf_appendf(b, "sharepulse_alert_deliveries_queued{sink=\"%s\"} %" PRIu64 "\n",
+                               sink, st->queued);
+                continue;
+            }
+            static const char *const what[] = {"delivered", "retry", "failed", "expired",
+                                               "overflow"};
+            const uint64_t n[] = {st->delivered, st->retries, st->failed, st->expired,
+                                  st->overflow};
+            for (int k = 0; k < 5; k++)
+                sp_buf_appendf(b, "sharepulse_alert_deliveries_total{sink=\"%s\",result=\"%s\"} %"
+                               PRIu64 "\n", sink, what[k], n[k]);
+        }
+    }
     sp__head(b, "sharepulse_clock_ms", "gauge",
              "The event-time clock T (low watermark minus lateness), 0 until known.");
     sp_buf_appendf(b, "sharepulse_clock_ms %" PRId64 "\n", d->clock_ms);

@@ -74,6 +74,7 @@ static void sp__part_free(sp_part *p)
     sp_batch_free(p->inflight);
     sp_win_free(p->win);
     sp_buf_free(&p->inflight_cmd);
+    sp_buf_free(&p->inflight_alerts);
     free(p->topic);
     free(p);
 }
@@ -201,6 +202,21 @@ static void sp__send_inflight(sp_daemon *d, sp_part *p);
 
 static void sp__reseek(sp_daemon *d, sp_part *p);
 
+/* The applied batch's alerts go to their sinks outside Redis. */
+static void sp__queue_alerts(sp_daemon *d, sp_part *p)
+{
+    const sp_buf *b = &p->inflight_alerts;
+    for (size_t i = 0; i < b->len;) {
+        const char *line = b->data + i;
+        const char *tab = memchr(line, '\t', b->len - i);
+        const char *nl = memchr(line, '\n', b->len - i);
+        sp_alerts_queue(d, p->topic, p->partition, line, (size_t)(tab - line), tab + 1,
+                        (size_t)(nl - tab - 1));
+        i = (size_t)(nl - b->data) + 1;
+    }
+    sp_buf_reset(&p->inflight_alerts);
+}
+
 static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
 {
     sp_part *p = priv;
@@ -267,6 +283,7 @@ static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
             sp_warn("redis", "apply skipped writes to keys of the wrong type count=%lld",
                     reply->element[2]->integer);
         sp_kafka_store_offset(d, p->topic, p->partition, p->stored);
+        sp__queue_alerts(d, p);
     } else if (strcmp(status, "fenced") == 0) {
         int64_t stored = sp__parse_offset(reply->element[1]);
         d->fenced++;
@@ -339,7 +356,18 @@ static void sp__flush_part(sp_daemon *d, sp_part *p)
     sp_resp_init(&r);
     sp_batch_encode(p->pending, &t, d->redis.sha, &r);
     sp_buf_reset(&d->updates);
-    sp_win_encode(p->win, &d->cfg, &r, &d->updates);
+    sp_buf alerts;
+    sp_buf_init(&alerts);
+    sp_win_encode(p->win, &d->cfg, &r, &d->updates, &alerts);
+    /* Each alert's deliveries outside Redis are recorded in the same unit. */
+    sp_buf_reset(&p->inflight_alerts);
+    for (size_t i = 0; i < alerts.len;) {
+        const char *nl = memchr(alerts.data + i, '\n', alerts.len - i);
+        sp_alerts_route(d, alerts.data + i, (size_t)(nl - alerts.data) - i, &r,
+                        &p->inflight_alerts);
+        i = (size_t)(nl - alerts.data) + 1;
+    }
+    sp_buf_free(&alerts);
     if (d->updates.len > 0) {
         sp_buf msg;
         sp_buf_init(&msg);
@@ -542,6 +570,8 @@ static void sp__lookup_state(sp_daemon *d, sp__lookup *lk, int i, redisReply *re
             bad++;
         else if (f->len == 4 && memcmp(f->str, "#seq", 4) == 0)
             p->seq = strtoll(v->str, NULL, 10);
+        else if (f->len > 0 && f->str[0] == '!')
+            sp_alerts_queue(d, tp->topic, tp->partition, f->str, f->len, v->str, v->len);
         else if (sp_win_load(p->win, f->str, f->len, v->str, v->len) != 0)
             bad++;
     }
@@ -666,6 +696,7 @@ void sp_pipeline_on_revoke(sp_daemon *d, rd_kafka_topic_partition_list_t *parts)
         if (p == NULL)
             continue;
         p->state = SP_PART_REVOKING;
+        sp_alerts_drop_partition(d, p->topic, p->partition); /* the next owner sends them */
         d->pending_events -= sp_batch_events(p->pending) + sp_batch_bad(p->pending);
         sp_batch_reset(p->pending);
         p->pending_dlq = 0;

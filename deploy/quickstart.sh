@@ -46,7 +46,8 @@ cat <<EOF2
     redis-cli -p $RPORT pfcount 'sp:v:{v0}:reach'     # distinct viewers
     redis-cli -p $RPORT lrange 'sp:v:{v0}:sharers' 0 2  # newest public sharers
     redis-cli -p $RPORT zrevrange sp:top:velocity 0 4 withscores   # share velocity leaders
-    redis-cli -p $RPORT hmget 'sp:v:{v42}' shares_1m shares_5m velocity er_1h
+    redis-cli -p $RPORT hmget 'sp:v:{v42}' shares_5m velocity baseline level
+    redis-cli -p $RPORT xrevrange sp:alerts + - count 2   # momentum alerts
     redis-cli -p $RPORT xrevrange 'sp:v:{v0}:series' + - count 3  # last minutes
     redis-cli -p $RPORT hgetall 'sp:offsets:{sharepulse-demo}'
     kcat -b 127.0.0.1:$KPORT -C -t engagement-events-dlq -o -5 -e -f '%h  %s\n'

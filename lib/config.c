@@ -307,6 +307,19 @@ void sp_config_free(sp_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
 }
 
+void sp_config_take_webhooks(sp_config *dst, sp_config *src)
+{
+    for (int i = 0; i < dst->n_webhooks; i++) {
+        sp__free_strings("webhook", &dst->webhooks[i]);
+        free(dst->webhooks[i].name);
+        free(dst->webhooks[i].file);
+    }
+    memcpy(dst->webhooks, src->webhooks, sizeof(dst->webhooks));
+    dst->n_webhooks = src->n_webhooks;
+    memset(src->webhooks, 0, sizeof(src->webhooks));
+    src->n_webhooks = 0;
+}
+
 static void sp__allowed_keys(const char *section, char *out, size_t outsz)
 {
     size_t len = 0;

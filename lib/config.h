@@ -87,6 +87,8 @@ typedef struct sp_config {
 /* Fills cfg with every default. Free with sp_config_free(). */
 void sp_config_init(sp_config *cfg);
 void sp_config_free(sp_config *cfg);
+/* Moves src's [webhook.*] sections into dst, freeing dst's (SIGHUP). */
+void sp_config_take_webhooks(sp_config *dst, sp_config *src);
 
 /*
  * Sets one key. file and line name where it came from; section_line is the

@@ -604,7 +604,7 @@ static void sp__fold(const sp_config *cfg, sp__ent *e, int64_t g)
 }
 
 static void sp__alert(const sp__ent *e, sp_alert_kind kind, int64_t g, const sp_signal *sig,
-                      sp_resp *r, sp_buf *json)
+                      sp_resp *r, sp_buf *json, sp_buf *alerts)
 {
     int64_t level = kind == SP_ALERT_MOMENTUM ? (int64_t)sig->level : e->det.alerted_level;
     const char *kname = kind == SP_ALERT_MOMENTUM ? "momentum" : "resolved";
@@ -646,12 +646,16 @@ static void sp__alert(const sp__ent *e, sp_alert_kind kind, int64_t g, const sp_
     sp_resp_bulks(r, "a");
     sp_resp_bulk(r, id, e->klen - 2);
     sp_resp_bulk(r, json->data, json->len);
+    if (alerts != NULL) {
+        sp_buf_append(alerts, json->data, json->len);
+        sp_buf_append(alerts, "\n", 1);
+    }
 }
 
 /* Steps a video's detector at every 2 s edge up to the clock, and writes
  * its level, baseline and momentum when they changed. */
 static void sp__detect(const sp_win *w, const sp_config *cfg, sp__ent *e, sp_resp *r,
-                       sp_buf *json)
+                       sp_buf *json, sp_buf *alerts)
 {
     int64_t g_end = sp__floordiv(w->clock, SP__FINE_MS) * SP__FINE_MS;
     if (e->det_eval == 0) {
@@ -674,7 +678,7 @@ static void sp__detect(const sp_win *w, const sp_config *cfg, sp__ent *e, sp_res
             sp_detector_signal(cfg, &e->det, sp__shares_5m(e, g), &sig);
             sp_alert_kind k = sp_detector_step(cfg, &e->det, g, &sig);
             if (k != SP_ALERT_NONE)
-                sp__alert(e, k, g, &sig, r, json);
+                sp__alert(e, k, g, &sig, r, json, alerts);
         }
     }
     if (g_end > e->det_eval)
@@ -700,7 +704,7 @@ static void sp__detect(const sp_win *w, const sp_config *cfg, sp__ent *e, sp_res
 /* ---- encoding ---- */
 
 static void sp__encode_ent(sp_win *w, const sp_config *cfg, sp__ent *e, sp_resp *r,
-                           sp_buf *updated, sp_buf *scratch)
+                           sp_buf *updated, sp_buf *scratch, sp_buf *alerts)
 {
     int nf = sp__fields(e->kind);
     const char *id = e->key + 2;
@@ -755,7 +759,7 @@ static void sp__encode_ent(sp_win *w, const sp_config *cfg, sp__ent *e, sp_resp 
             if (ended > e->series_upto)
                 e->series_upto = ended;
             if (cfg != NULL)
-                sp__detect(w, cfg, e, r, scratch);
+                sp__detect(w, cfg, e, r, scratch, alerts);
         } else if (changed) {
             sp_resp_bulks(r, e->kind == SP__CREATOR ? "f" : "h");
             sp_resp_bulk(r, id, idlen);
@@ -791,14 +795,15 @@ static void sp__encode_ent(sp_win *w, const sp_config *cfg, sp__ent *e, sp_resp 
     sp__schedule(w, e, due);
 }
 
-void sp_win_encode(sp_win *w, const sp_config *cfg, sp_resp *r, sp_buf *updated)
+void sp_win_encode(sp_win *w, const sp_config *cfg, sp_resp *r, sp_buf *updated,
+                   sp_buf *alerts)
 {
     sp_buf scratch;
     sp_buf_init(&scratch);
     for (size_t i = 0; i < w->n_dirty; i++) {
         sp__ent *e = w->dirty[i];
         e->dirty = 0;
-        sp__encode_ent(w, cfg, e, r, updated, &scratch);
+        sp__encode_ent(w, cfg, e, r, updated, &scratch, alerts);
     }
     w->n_dirty = 0;
     sp_buf_free(&scratch);

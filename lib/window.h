@@ -76,9 +76,11 @@ size_t sp_win_bytes(const sp_win *w);
  * changed, appends its id as a JSON string, comma-separated, to updated.
  * With cfg, also steps each video's momentum detector ([momentum]) and
  * writes its level, baseline, momentum and alerts (detector.h); NULL
- * leaves the detector out.
+ * leaves the detector out. Each alert's JSON is also appended to alerts
+ * (if not NULL), one per line, for the sinks outside Redis.
  */
-void sp_win_encode(sp_win *w, const sp_config *cfg, sp_resp *r, sp_buf *updated);
+void sp_win_encode(sp_win *w, const sp_config *cfg, sp_resp *r, sp_buf *updated,
+                   sp_buf *alerts);
 
 /* The values a video's fields have at the current clock, as the daemon
  * counts them (its contribution). Returns 0, or -1 if the video is not

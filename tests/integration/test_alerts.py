@@ -70,6 +70,183 @@ def test_bursts_alert_and_steady_videos_do_not(scenario, stack):
     # log ends the clock follows the wall, so compare up to its end.)
     prefix2 = run(scenario, stack, "b")
     end = start + SPAN_H * 3600 * 1000
-    again = [a for a in alerts(r, prefix2) if a["at_ms"] < end]
-    assert [a["alert_id"] for a in again] == [a["alert_id"] for a in got if a["at_ms"] < end]
-    assert again == [a for a in got if a["at_ms"] < end]
+    # (Partitions flush in their own order, so the stream's order may differ.)
+    key = lambda a: (a["at_ms"], a["alert_id"])
+    again = sorted((a for a in alerts(r, prefix2) if a["at_ms"] < end), key=key)
+    first = sorted((a for a in got if a["at_ms"] < end), key=key)
+    assert [a["alert_id"] for a in again] == [a["alert_id"] for a in first]
+    assert again == first
+
+
+# ---- sinks outside Redis: webhooks and the Kafka alerts topic ----
+
+import base64
+import hashlib
+import hmac
+import os
+import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from conftest import free_port
+from test_spine import read_topic
+
+
+class Receiver:
+    """A webhook receiver: records every request, answers `fail` 503s to
+    each webhook-id before a 200."""
+
+    def __init__(self, port, fail=0):
+        self.requests, self.fail, self.seen = [], fail, {}
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                wid = self.headers["webhook-id"]
+                n = outer.seen.get(wid, 0)
+                outer.seen[wid] = n + 1
+                code = 503 if n < outer.fail else 200
+                outer.requests.append((dict(self.headers), body, code))
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def verify(secret, headers, body):
+    """The Standard Webhooks check, written from the specification."""
+    key = base64.b64decode(secret.split("_", 1)[1])
+    msg = ("%s.%s." % (headers["webhook-id"], headers["webhook-timestamp"])).encode() + body
+    want = base64.b64encode(hmac.new(key, msg, hashlib.sha256).digest()).decode()
+    return any(sig == "v1," + want for sig in headers["webhook-signature"].split(" "))
+
+
+def burst_stream(scenario):
+    # One hour of event time, one burst 40 minutes in; the warm-up alerts of
+    # the first minutes are alerts too.
+    scenario.loadgen("--count", 120000, "--videos", 500, "--creators", 50,
+                     "--span-hours", 1, "--seed", 23, "--burst=400:2400:180:500")
+
+
+def webhook_args(port, secrets):
+    return ["--set", "webhook.ops.url=http://127.0.0.1:%d/hook" % port,
+            "--set", "webhook.ops.secret=" + " ".join(secrets),
+            "--set", "webhook.ops.timeout_ms=2000"]
+
+
+def secret():
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+def test_webhooks_signed_retried_and_the_kafka_topic(scenario, stack):
+    burst_stream(scenario)
+    port = free_port()
+    rx = Receiver(port, fail=2)
+    old, new = secret(), secret()
+    alerts_topic = "alerts-" + scenario.group
+    try:
+        d = scenario.start_daemon("--set", "kafka.alerts_topic=" + alerts_topic,
+                                  *webhook_args(port, [old, new]))
+        total = scenario.expected()["messages"]
+        wait_for(lambda: scenario.applied() == total, 60, "every event applied")
+        r = stack.redis()
+        fired = alerts(r, scenario.prefix)
+        assert any(a["video_id"] == "v400" and a["kind"] == "momentum" for a in fired)
+        ids = {a["alert_id"] for a in fired}
+        wait_for(lambda: {w for w, n in rx.seen.items() if n >= 3} >= ids, 60,
+                 "every alert delivered after two 503s")
+        d.send_signal(signal.SIGTERM)
+        assert d.wait(timeout=15) == 0
+    finally:
+        rx.close()
+    by_id = {a["alert_id"]: a for a in fired}
+    for headers, body, code in rx.requests:
+        wid = headers["webhook-id"]
+        assert headers["Content-Type"] == "application/json"
+        assert json.loads(body) == by_id[wid]
+        assert verify(old, headers, body) and verify(new, headers, body)
+        assert abs(int(headers["webhook-timestamp"]) - time.time()) < 120
+    # the same webhook-id three times: 503, 503, 200, and never again
+    for wid in ids:
+        assert [c for h, _, c in rx.requests if h["webhook-id"] == wid] == [503, 503, 200]
+    # the Kafka topic: each alert once, keyed by its video
+    msgs = read_topic(stack.brokers, alerts_topic)
+    assert sorted(json.loads(v)["alert_id"] for _, _, _, v, _ in msgs) == sorted(ids)
+    assert all(k.decode() == json.loads(v)["video_id"] for _, _, k, v, _ in msgs)
+    # nothing left pending in Redis
+    for k in r.scan_iter(scenario.prefix + "win:*"):
+        assert not [f for f in r.hkeys(k) if f.startswith("!")]
+
+
+def test_sigkill_before_delivery_still_delivers_once(scenario, stack):
+    burst_stream(scenario)
+    port = free_port()  # nobody listens yet: every attempt is refused
+    args = webhook_args(port, [secret()])
+    static = ("--set", "kafka.rdkafka.group.instance.id=wk",
+              "--set", "kafka.rdkafka.session.timeout.ms=6000")
+    d = scenario.start_daemon(*static, *args)
+    total = scenario.expected()["messages"]
+    wait_for(lambda: scenario.applied() == total, 60, "every event applied")
+    r = stack.redis()
+    ids = {a["alert_id"] for a in alerts(r, scenario.prefix)}
+    assert ids
+    d.send_signal(signal.SIGKILL)
+    d.wait()
+    pending = [f for k in r.scan_iter(scenario.prefix + "win:*") for f in r.hkeys(k)
+               if f.startswith("!w:ops|")]
+    assert {f.split("|", 1)[1] for f in pending} == ids
+    rx = Receiver(port)
+    try:
+        d = scenario.start_daemon(*static, *args)
+        wait_for(lambda: set(rx.seen) >= ids, 60, "delivery after the restart")
+        d.send_signal(signal.SIGTERM)
+        assert d.wait(timeout=15) == 0
+        assert all(rx.seen[w] == 1 for w in ids)
+        # a restart on the same log and group delivers nothing new
+        n = len(rx.requests)
+        d = scenario.start_daemon(*static, *args)
+        time.sleep(8)
+        d.send_signal(signal.SIGTERM)
+        assert d.wait(timeout=15) == 0
+        assert len(rx.requests) == n
+        assert alerts(r, scenario.prefix) and {a["alert_id"] for a in alerts(r, scenario.prefix)} == ids
+    finally:
+        rx.close()
+
+
+def test_sighup_adds_a_webhook(scenario, stack, tmp_path):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": stack.brokers})
+    for f in admin.create_topics([NewTopic(scenario.topic, 4, 1)]).values():
+        f.result()
+    conf = tmp_path / "sharepulse.conf"
+    conf.write_text("[log]\nlevel = info\n")
+    d = scenario.start_daemon("-c", str(conf))
+    wait_for(lambda: "assigned topic=" in scenario.log_text(), 30, "the assignment")
+    port = free_port()
+    rx = Receiver(port)
+    try:
+        conf.write_text("[webhook.ops]\nurl = http://127.0.0.1:%d/hook\nsecret = %s\n"
+                        % (port, secret()))
+        d.send_signal(signal.SIGHUP)
+        wait_for(lambda: "webhooks=1" in scenario.log_text(), 10, "the reload")
+        burst_stream(scenario)
+        total = scenario.expected()["messages"]
+        wait_for(lambda: scenario.applied() == total, 60, "every event applied")
+        ids = {a["alert_id"] for a in alerts(stack.redis(), scenario.prefix)}
+        wait_for(lambda: set(rx.seen) >= ids, 30, "the alerts at the new webhook")
+        assert ids
+    finally:
+        d.send_signal(signal.SIGTERM)
+        assert d.wait(timeout=15) == 0
+        rx.close()

@@ -133,7 +133,7 @@ def test_sighup_reloads_thresholds_and_refuses_a_bad_file(scenario, stack, tmp_p
     wait_for(lambda: "daemon: ready" in scenario.log_text(), 30, "ready")
     conf.write_text("[momentum]\nmin_velocity = 7.5\n")
     d.send_signal(signal.SIGHUP)
-    wait_for(lambda: "reloaded [momentum] and [log]: min_velocity=7.5" in scenario.log_text(),
+    wait_for(lambda: "reloaded [momentum], [webhook.*] and [log]: min_velocity=7.5" in scenario.log_text(),
              10, "the reload")
     conf.write_text("[momentum]\nmin_velocity = fast\n")
     d.send_signal(signal.SIGHUP)

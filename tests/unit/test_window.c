@@ -33,7 +33,7 @@ static records encode(sp_win *w)
     sp_resp_init(&r);
     sp_buf_init(&out);
     sp_buf_init(&upd);
-    sp_win_encode(w, NULL, &r, &upd);
+    sp_win_encode(w, NULL, &r, &upd, NULL);
     sp_resp_finish(&r, &out);
     records rec = {NULL, 0};
     const char *p = out.data;
