@@ -250,3 +250,59 @@ def test_sighup_adds_a_webhook(scenario, stack, tmp_path):
         d.send_signal(signal.SIGTERM)
         assert d.wait(timeout=15) == 0
         rx.close()
+
+
+def test_hanging_resetting_and_slow_receiver(scenario, stack):
+    """Per webhook-id: the first request hangs past timeout_ms, the second
+    has its connection reset, the third is answered after 0.6 s. Every
+    alert arrives, and the counts are exact."""
+    import socket as so
+    seen, lock = {}, threading.Lock()
+
+    class H(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            with lock:
+                n = seen.get(self.headers["webhook-id"], 0)
+                seen[self.headers["webhook-id"]] = n + 1
+            try:
+                if n == 0:
+                    time.sleep(3)                      # past timeout_ms
+                elif n == 1:
+                    self.connection.shutdown(so.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                else:
+                    time.sleep(0.6)                    # slow, within timeout_ms
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            except OSError:
+                pass
+
+        def log_message(self, *a):
+            pass
+
+    port = free_port()
+    srv = ThreadingHTTPServer(("127.0.0.1", port), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        burst_stream(scenario)
+        d = scenario.start_daemon("--set", "webhook.f.url=http://127.0.0.1:%d/" % port,
+                                  "--set", "webhook.f.timeout_ms=1000")
+        total = scenario.expected()["messages"]
+        wait_for(lambda: scenario.applied() == total, 60, "every event applied")
+        r = stack.redis()
+        ids = {a["alert_id"] for a in alerts(r, scenario.prefix)}
+        assert ids
+        wait_for(lambda: all(seen.get(i, 0) >= 3 for i in ids), 90, "every alert answered")
+        wait_for(lambda: not [f for k in r.scan_iter(scenario.prefix + "win:*")
+                              for f in r.hkeys(k) if f.startswith("!")], 10, "nothing pending")
+        d.send_signal(signal.SIGTERM)
+        assert d.wait(timeout=15) == 0
+        assert all(seen[i] == 3 for i in ids)
+        from conftest import mismatches
+        assert mismatches(r, scenario.prefix, scenario.expected()) == []
+    finally:
+        srv.shutdown()
+        srv.server_close()
