@@ -2,6 +2,7 @@
  * for every key: defaults, bounds, flags and documentation. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -444,6 +445,47 @@ int sp_config_set(sp_config *cfg, const char *file, int line, int section_line,
     return -1;
 }
 
+/* Standard Webhooks secrets: whsec_<base64>, space-separated; empty = none. */
+static int sp__secrets_ok(const char *s)
+{
+    while (*s != '\0') {
+        while (*s == ' ')
+            s++;
+        if (*s == '\0')
+            break;
+        if (strncmp(s, "whsec_", 6) != 0)
+            return 0;
+        s += 6;
+        size_t n = 0, pad = 0;
+        for (; s[n] != '\0' && s[n] != ' '; n++) {
+            char c = s[n];
+            if (c == '=')
+                pad++;
+            else if (pad > 0 || !(isalnum((unsigned char)c) || c == '+' || c == '/'))
+                return 0;
+        }
+        if (n == 0 || n % 4 != 0 || pad > 2 || n > 512)
+            return 0;
+        s += n;
+    }
+    return 1;
+}
+
+static int sp__levels_ok(const char *s)
+{
+    static const char *const names[] = {"rising", "surging", "viral", "resolved"};
+    while (*s != '\0') {
+        size_t n = strcspn(s, ",");
+        int ok = 0;
+        for (size_t i = 0; i < SP_ARRAY_SIZE(names); i++)
+            ok |= strlen(names[i]) == n && strncmp(s, names[i], n) == 0;
+        if (!ok)
+            return 0;
+        s += n + (s[n] == ',');
+    }
+    return 1;
+}
+
 int sp_config_validate(sp_config *cfg, const char *file)
 {
     if (!(cfg->ratio_rising <= cfg->ratio_surging &&
@@ -457,6 +499,15 @@ int sp_config_validate(sp_config *cfg, const char *file)
         if (w->url[0] == '\0')
             sp_config_error(cfg, w->file, w->line,
                             "[webhook.%s] url: missing (required)", w->name);
+        if (!sp__secrets_ok(w->secret))
+            sp_config_error(cfg, w->file, w->line,
+                            "[webhook.%s] secret: not a space-separated list of "
+                            "whsec_<base64> (allowed: whsec_ followed by base64 of the key)",
+                            w->name);
+        if (!sp__levels_ok(w->levels))
+            sp_config_error(cfg, w->file, w->line,
+                            "[webhook.%s] levels: \"%s\" is not allowed (allowed: a comma "
+                            "list of rising,surging,viral,resolved)", w->name, w->levels);
     }
     return cfg->n_errors;
 }

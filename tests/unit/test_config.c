@@ -72,6 +72,22 @@ static void test_rdkafka_passthrough_and_dump(void **state)
     sp_config_free(&c);
 }
 
+static void test_webhook_secret_and_levels_are_checked(void **state)
+{
+    sp_config c;
+    sp_config_init(&c);
+    assert_int_equal(sp_config_set(&c, "w.conf", 2, 1, "webhook.ops", "url", "https://x"), 0);
+    assert_int_equal(sp_config_set(&c, "w.conf", 3, 1, "webhook.ops", "secret",
+                                   "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_YWJj"), 0);
+    assert_int_equal(sp_config_validate(&c, "w.conf"), 0);
+    assert_int_equal(sp_config_set(&c, "w.conf", 3, 1, "webhook.ops", "secret", "hunter2"), 0);
+    assert_int_equal(sp_config_set(&c, "w.conf", 4, 1, "webhook.ops", "levels", "viral,loud"), 0);
+    assert_int_equal(sp_config_validate(&c, "w.conf"), 2);
+    assert_non_null(strstr(c.errors, "[webhook.ops] secret: not a space-separated list of whsec_<base64>"));
+    assert_non_null(strstr(c.errors, "[webhook.ops] levels: \"viral,loud\" is not allowed"));
+    sp_config_free(&c);
+}
+
 static void test_override_split(void **state)
 {
     char *s, *k, *v;
@@ -129,6 +145,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_errors_name_file_line_allowed),
         cmocka_unit_test(test_rdkafka_passthrough_and_dump),
+        cmocka_unit_test(test_webhook_secret_and_levels_are_checked),
         cmocka_unit_test(test_override_split),
         cmocka_unit_test(test_conf_file_documents_every_key),
     };
