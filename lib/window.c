@@ -597,8 +597,8 @@ static void sp__fold(const sp_config *cfg, sp__ent *e, int64_t g)
     for (uint32_t i = 0; i < cs->len && (int64_t)cs->c[i].idx < upto; i++)
         if ((int64_t)cs->c[i].idx >= e->det.folded_upto && cs->c[i].n[SP_EV_SHARE] > 0)
             sp_detector_fold(cfg, &e->det, cs->c[i].idx, cs->c[i].n[SP_EV_SHARE]);
-    if (e->det.folded_upto == 0) /* a new video: its history starts with it */
-        e->det.folded_upto = cs->len > 0 && (int64_t)cs->c[0].idx < upto ? cs->c[0].idx : upto;
+    if (e->det.folded_upto == 0) /* a new video: its history starts with its first minute */
+        e->det.folded_upto = cs->len > 0 ? cs->c[0].idx : upto;
     if (e->det.folded_upto < upto)
         sp_detector_fold(cfg, &e->det, upto - 1, 0); /* quiet minutes decay it */
 }
