@@ -87,6 +87,22 @@ typedef struct {
     long shares, done;
 } burst_t;
 
+/* A noisy video: shares at per_min a minute, times 0.5, 1 or 1.5 drawn
+ * anew each minute; never a burst (ratio < 3 against its own mean). */
+typedef struct {
+    int video;
+    double per_min, due, last_el;
+    long done;
+} noisy_t;
+
+/* The factor of minute m of noisy video v: a hash, the same on every run. */
+static double noisy_factor(int v, long m)
+{
+    uint64_t h = ((uint64_t)v * 0x9E3779B97F4A7C15ULL) ^ ((uint64_t)m * 0xBF58476D1CE4E5B9ULL);
+    h ^= h >> 31;
+    return 0.5 + 0.5 * (double)(h % 3);
+}
+
 typedef struct {
     rd_kafka_t *rk;
     const char *topic;
@@ -216,6 +232,8 @@ static void usage(void)
             "                       --span-hours, seconds of event time\n"
             "  --expect FILE        write the expected counts as JSON\n"
             "  --prefix P           video id prefix (v)\n"
+            "  --noisy N[:R]        N tail videos share about R a minute (4), times\n"
+            "                       0.5, 1 or 1.5 each minute: noise, never a burst\n"
             "  --span-hours H       spread event times evenly over the last H hours,\n"
             "                       in order, instead of the wall clock (0)\n");
 }
@@ -230,6 +248,9 @@ int main(int argc, char **argv)
     uint64_t seed = 1;
     burst_t bursts[32];
     int n_bursts = 0;
+    noisy_t noisy[64];
+    int n_noisy = 0;
+    double noisy_rate = 4;
 
     static const struct option opts[] = {
         {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'}, {"count", 1, 0, 'n'},
@@ -237,6 +258,7 @@ int main(int argc, char **argv)
         {"users", 1, 0, 'u'},   {"zipf", 1, 0, 'z'},   {"seed", 1, 0, 's'},
         {"bad", 1, 0, 'x'},     {"burst", 1, 0, 'B'},  {"expect", 1, 0, 'e'},
         {"create-topic", 1, 0, 'p'}, {"prefix", 1, 0, 'P'}, {"span-hours", 1, 0, 'S'},
+        {"noisy", 1, 0, 'N'},
         {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
     int c;
@@ -256,6 +278,14 @@ int main(int argc, char **argv)
         case 'p': partitions = atoi(optarg); break;
         case 'P': prefix = optarg; break;
         case 'S': span_h = atof(optarg); break;
+        case 'N':
+            n_noisy = 0;
+            if (sscanf(optarg, "%d:%lf", &n_noisy, &noisy_rate) < 1 || n_noisy < 0 ||
+                n_noisy > 64) {
+                fprintf(stderr, "sp-loadgen: bad --noisy \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
         case 'B':
             if (n_bursts == 32 ||
                 sscanf(optarg, "%d:%lf:%lf:%ld", &bursts[n_bursts].video,
@@ -273,6 +303,8 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
+    for (int i = 0; i < n_noisy; i++)
+        noisy[i] = (noisy_t){videos - 1 - i, noisy_rate, 0, 0, 0};
 
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -356,6 +388,18 @@ int main(int argc, char **argv)
                     bu->done++;
                     break;
                 }
+            }
+        }
+        for (int k = 0; v < 0 && k < n_noisy; k++) {
+            noisy_t *nz = &noisy[k];
+            if (el > nz->last_el) {
+                nz->due += nz->per_min * noisy_factor(nz->video, (long)(el / 60)) *
+                           (el - nz->last_el) / 60.0;
+                nz->last_el = el;
+            }
+            if ((double)nz->done < nz->due) {
+                v = nz->video;
+                nz->done++;
             }
         }
         if (v >= 0) {
@@ -541,6 +585,23 @@ int main(int argc, char **argv)
         }
         json_object_set_new(root, "videos", jv);
         json_object_set_new(root, "creators", jc);
+        /* The labelled ground truth of the momentum scenarios. */
+        json_t *lb = json_array(), *ln = json_array();
+        for (int b = 0; b < n_bursts; b++) {
+            char id[64];
+            snprintf(id, sizeof(id), "%s%d", prefix, bursts[b].video % videos);
+            json_array_append_new(lb, json_pack("{s:s,s:f,s:f,s:I}", "video", id, "start_s",
+                                                bursts[b].start_s, "duration_s",
+                                                bursts[b].duration_s, "shares",
+                                                (json_int_t)bursts[b].done));
+        }
+        for (int k = 0; k < n_noisy; k++) {
+            char id[64];
+            snprintf(id, sizeof(id), "%s%d", prefix, noisy[k].video);
+            json_array_append_new(ln, json_string(id));
+        }
+        json_object_set_new(root, "bursts", lb);
+        json_object_set_new(root, "noisy", ln);
         if (json_dump_file(root, expect_path, JSON_COMPACT) != 0) {
             fprintf(stderr, "sp-loadgen: cannot write %s\n", expect_path);
             return 1;

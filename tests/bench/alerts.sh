@@ -14,17 +14,9 @@
 #    (--drain) once with no webhook and once with a webhook whose port
 #    refuses connections; events/s of both.
 set -eu
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
 RATE=${1:-20000}
 SECS=${2:-120}
-export SP_STACK_DIR="$ROOT/.stack/bench" SP_KAFKA_PORT=${SP_KAFKA_PORT:-29092}
-export SP_KAFKA_CONTROLLER_PORT=${SP_KAFKA_CONTROLLER_PORT:-29093}
-export SP_REDIS_PORT=${SP_REDIS_PORT:-26379}
-B="127.0.0.1:$SP_KAFKA_PORT"
-BUILD=${SP_BUILD_DIR:-$ROOT/build}
-./deploy/stack.sh start >/dev/null
-redis-cli -p "$SP_REDIS_PORT" flushall >/dev/null
+. "$(dirname "$0")/stack.sh"
 
 /usr/bin/python3 - "$B" "$SP_REDIS_PORT" "$BUILD" "$RATE" "$SECS" <<'PY'
 import json, os, socket, subprocess, sys, threading, time

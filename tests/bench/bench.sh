@@ -13,22 +13,10 @@
 # daemon live at SP_BENCH_RATE events/s (50000) and samples the latency from
 # an event's creation to its counts in Redis.
 set -eu
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
 N=${1:-3000000}
 P=${2:-4}
 V=${3:-100000}
-export SP_STACK_DIR="$ROOT/.stack/bench" SP_KAFKA_PORT=${SP_KAFKA_PORT:-29092}
-export SP_KAFKA_CONTROLLER_PORT=${SP_KAFKA_CONTROLLER_PORT:-29093}
-export SP_REDIS_PORT=${SP_REDIS_PORT:-26379}
-B="127.0.0.1:$SP_KAFKA_PORT"
-BUILD=${SP_BUILD_DIR:-$ROOT/build}
-
-./deploy/stack.sh start >/dev/null
-# The bench stack is the benchmark's own: start from an empty Redis so that
-# earlier runs' keys and AOF rewrites do not weigh on this one.
-redis-cli -p "$SP_REDIS_PORT" flushall >/dev/null
-redis-cli -p "$SP_REDIS_PORT" bgrewriteaof >/dev/null
+. "$(dirname "$0")/stack.sh"
 TOPIC="bench-$(date +%s)"
 echo "bench: loading $N events into $TOPIC ($P partitions, $V videos)"
 "$BUILD/sp-loadgen" --brokers "$B" --topic "$TOPIC" --create-topic "$P" --count "$N" \

@@ -15,19 +15,10 @@
 #     hash, mean and percentiles.
 # "Active" = a video with a non-zero 24h window.
 set -eu
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
 N=${1:-4000000}
 V=${2:-150000}
-export SP_STACK_DIR="$ROOT/.stack/bench" SP_KAFKA_PORT=${SP_KAFKA_PORT:-29092}
-export SP_KAFKA_CONTROLLER_PORT=${SP_KAFKA_CONTROLLER_PORT:-29093}
-export SP_REDIS_PORT=${SP_REDIS_PORT:-26379}
-B="127.0.0.1:$SP_KAFKA_PORT"
-BUILD=${SP_BUILD_DIR:-$ROOT/build}
 HTTP_PORT=${SP_BENCH_HTTP_PORT:-29321}
-
-./deploy/stack.sh start >/dev/null
-redis-cli -p "$SP_REDIS_PORT" flushall >/dev/null
+. "$(dirname "$0")/stack.sh"
 TOPIC="mem-$(date +%s)"
 echo "memory: loading $N events over the last 24 h into $TOPIC ($V videos)"
 "$BUILD/sp-loadgen" --brokers "$B" --topic "$TOPIC" --create-topic 4 --count "$N" \

@@ -187,3 +187,65 @@ def wait_for(pred, timeout, what):
             return
         time.sleep(0.05)
     raise AssertionError("timed out waiting for " + what)
+
+
+# ---- rolling windows: a model computed from the log itself ----
+
+MIN_MS = 60000
+# (bucket ms, buckets) of each window; see lib/window.h.
+WINDOWS = {"1m": (2000, 30), "5m": (2000, 150), "1h": (MIN_MS, 60), "24h": (1800000, 48)}
+METRICS = ("views", "likes", "comments", "shares")
+
+
+def event_ms(ts):
+    """An event's ts as the daemon reads it: epoch ms or RFC 3339."""
+    if isinstance(ts, int):
+        return ts
+    from datetime import datetime
+    return round(datetime.fromisoformat(ts).timestamp() * 1000)
+
+
+def window_value(ts_list, window, clock):
+    g, n = WINDOWS[window]
+    lower = (clock // g - n + 1) * g
+    return sum(1 for ts in ts_list if ts >= lower)
+
+
+def window_mismatches(stack, scenario, limit=20):
+    """Every window field of every video that differs from a model computed
+    from the topic at the video's updated_ms (the clock of its last write).
+    Messages that went to the dead-letter topic are left out. Returns the
+    differences and the number of fields checked."""
+    from test_spine import read_topic
+    bad = set()
+    if scenario.dlq:
+        try:
+            for _, _, _, _, h in read_topic(stack.brokers, scenario.dlq):
+                bad.add((int(h["sp-partition"]), int(h["sp-offset"])))
+        except Exception:
+            pass  # no dead letters: the topic was never created
+    by_video = {}
+    for part, off, _, value, _ in read_topic(stack.brokers, scenario.topic):
+        if (part, off) in bad:
+            continue
+        e = json.loads(value)
+        m = e["type"] + "s"
+        if m in METRICS:
+            by_video.setdefault(e["video_id"], {k: [] for k in METRICS})[m].append(
+                event_ms(e["ts"]))
+    r = stack.redis()
+    pipe = r.pipeline(transaction=False)
+    vids = sorted(by_video)
+    for v in vids:
+        pipe.hgetall("%sv:{%s}" % (scenario.prefix, v))
+    out, checked = [], 0
+    for v, h in zip(vids, pipe.execute()):
+        clock = int(h.get("updated_ms", 0))
+        for m in METRICS:
+            for w in WINDOWS:
+                want = window_value(by_video[v][m], w, clock)
+                got = int(h.get("%s_%s" % (m, w), 0))
+                checked += 1
+                if got != want:
+                    out.append("%s %s_%s: redis %d, model %d at %d" % (v, m, w, got, want, clock))
+    return out[:limit], checked

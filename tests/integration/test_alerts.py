@@ -35,8 +35,13 @@ def run(scenario, stack, group_suffix):
 def test_bursts_alert_and_steady_videos_do_not(scenario, stack):
     start = int(time.time() * 1000) - SPAN_H * 3600 * 1000
     scenario.loadgen("--count", 600000, "--videos", 2000, "--creators", 200,
-                     "--span-hours", SPAN_H, "--seed", 17,
+                     "--span-hours", SPAN_H, "--seed", 17, "--noisy", "5:4",
                      *["--burst=%d:%d:%d:%d" % b for b in BURSTS])
+    exp = scenario.expected()
+    # The generator's labels: the bursts, and noisy videos (4 shares a minute
+    # times 0.5, 1 or 1.5 each minute) that must never alert after warm-up.
+    assert [b["video"] for b in exp["bursts"]] == ["v%d" % b[0] for b in BURSTS]
+    assert all(exp["videos"][v]["shares"] > 300 for v in exp["noisy"])
     prefix = run(scenario, stack, "a")
     r = stack.redis()
     got = alerts(r, prefix)
@@ -44,7 +49,8 @@ def test_bursts_alert_and_steady_videos_do_not(scenario, stack):
     warm = start + 45 * MIN  # the first baselines are still being learnt
     momentum = [a for a in got if a["kind"] == "momentum" and a["at_ms"] >= warm]
     fired = {a["video_id"] for a in momentum}
-    assert fired == {"v%d" % v for v, _, _, _ in BURSTS}, [(a["video_id"], a["level"], (a["at_ms"] - start) // 1000, a["velocity"], a["baseline"], a["z"], a["shares_5m"]) for a in momentum]
+    assert not fired & set(exp["noisy"])
+    assert fired == {b["video"] for b in exp["bursts"]}, [(a["video_id"], a["level"], (a["at_ms"] - start) // 1000, a["velocity"], a["baseline"], a["z"], a["shares_5m"]) for a in momentum]
     for v, s, dur, _ in BURSTS:
         mine = [a for a in momentum if a["video_id"] == "v%d" % v]
         first = min(a["at_ms"] for a in mine)

@@ -11,7 +11,7 @@ import signal
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import mismatches, wait_for
+from conftest import mismatches, wait_for, window_mismatches
 
 
 def test_instances_joining_and_leaving_split_partitions_exactly_once(scenario, stack):
@@ -45,6 +45,9 @@ def test_instances_joining_and_leaving_split_partitions_exactly_once(scenario, s
         p.terminate()
         assert p.wait(timeout=15) == 0
     assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
+    # The window state moved with the partitions: every window equals the model.
+    bad, checked = window_mismatches(stack, scenario)
+    assert bad == [] and checked > 16 * 1000
     log = scenario.log_text()
     assert log.count("rebalance: revoked") >= 2
 
@@ -62,6 +65,8 @@ def test_broker_restart_mid_stream(scenario, stack):
     d.terminate()
     assert d.wait(timeout=15) == 0
     assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
+    bad, checked = window_mismatches(stack, scenario)
+    assert bad == [] and checked > 16 * 500
 
 
 def test_redis_losing_its_data_stops_the_daemon_with_a_clear_error(scenario, stack):
@@ -182,6 +187,8 @@ def test_thirty_second_redis_outage_under_a_flood_keeps_memory_bounded(scenario,
     d.terminate()
     assert d.wait(timeout=15) == 0
     assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
+    bad, checked = window_mismatches(stack, scenario)
+    assert bad == [] and checked > 16 * 1000
     print("peak RSS during the outage and catch-up: %.0f MB" % peak)
     # AddressSanitizer's shadow memory and quarantine inflate RSS; the bound
     # is the production build's.
