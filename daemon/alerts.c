@@ -184,7 +184,9 @@ void sp_alerts_queue(sp_daemon *d, const char *topic, int32_t partition, const c
     }
     dl->alert_id = sp_xstrdup(id);
     dl->video = sp_xstrdup(video);
-    dl->at_ms = (int64_t)json_integer_value(json_object_get(a, "at_ms"));
+    /* max_age_s counts from when this process queued it, on the trusted
+     * clock: an old backlog's alerts are not expired unsent. */
+    dl->at_ms = sp_trusted_wall_ms();
     dl->json = sp_xstrndup(json, jlen);
     json_decref(a);
 
@@ -513,7 +515,7 @@ static void sp__alerts_tick(uv_timer_t *t)
 {
     sp_daemon *d = t->data;
     uint64_t now = uv_now(d->loop);
-    int64_t wall = sp_wall_ms();
+    int64_t wall = sp_trusted_wall_ms();
     int inflight[SP_WEBHOOKS_MAX] = {0};
     for (sp_delivery *dl = d->deliveries; dl != NULL; dl = dl->next)
         if (dl->inflight && dl->sink >= 0)

@@ -128,7 +128,7 @@ typedef struct sp_delivery {
     int32_t partition;
     char *field;                /* its pending field there */
     char *alert_id, *video, *json;
-    int64_t at_ms;              /* the alert's time: max_age_s counts from it */
+    int64_t at_ms;              /* when queued (trusted clock): max_age_s counts from it */
     int attempts;
     uint64_t due_ms;            /* loop time of the next attempt */
     int inflight;
@@ -271,8 +271,8 @@ struct sp_daemon {
 /* Milliseconds of the system's wall clock. */
 int64_t sp_wall_ms(void);
 /*
- * The wall clock as the pipeline trusts it: it advances with the monotonic
- * clock and converges on the system clock at most 10 % faster or slower
+ * The wall clock as the pipeline trusts it: it advances with CLOCK_BOOTTIME
+ * and converges on the system clock at most 10 % faster or slower
  * than real time, as an NTP slew does. A step of the system clock (a bad
  * NTP step, `date -s`) then neither ages every window at once nor stalls
  * them, and event time stays the truth.

@@ -34,7 +34,8 @@ static int64_t sp__clock_ns(clockid_t id)
 int64_t sp_trusted_wall_ms(void)
 {
     static int64_t wall_ns, last_mono_ns;
-    int64_t mono = sp__clock_ns(CLOCK_MONOTONIC), sys = sp__clock_ns(CLOCK_REALTIME);
+    /* BOOTTIME: monotonic, and it keeps counting while the machine sleeps. */
+    int64_t mono = sp__clock_ns(CLOCK_BOOTTIME), sys = sp__clock_ns(CLOCK_REALTIME);
     if (last_mono_ns == 0) {
         wall_ns = sys;
     } else {

@@ -231,6 +231,17 @@ static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
             return;
         }
         p->inflight_sent = 0;
+        if (reply != NULL && strstr(reply->str, "OOM command not allowed") != NULL) {
+            /* Refused at its first write: nothing was applied; resent on
+             * the next tick, fetching pauses once pending events pile up. */
+            unsigned long sup;
+            d->redis.errors++;
+            if (sp_ratelimit_ok(&d->rl_redis_err, sp_wall_ms(), 5000, &sup))
+                sp_error("redis", "Redis is out of memory (maxmemory); holding topic=%s "
+                         "partition=%d until it has room suppressed=%lu", p->topic,
+                         (int)p->partition, sup);
+            return;
+        }
         if (reply != NULL && (strstr(reply->str, "Error running script") != NULL ||
                               strstr(reply->str, "user_script") != NULL)) {
             /* Redis does not roll a script back: writes made before the
@@ -283,7 +294,10 @@ static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
             sp_warn("redis", "apply skipped writes to keys of the wrong type count=%lld",
                     reply->element[2]->integer);
         sp_kafka_store_offset(d, p->topic, p->partition, p->stored);
-        sp__queue_alerts(d, p);
+        if (p->state == SP_PART_ACTIVE)
+            sp__queue_alerts(d, p); /* else the next owner reads them from Redis */
+        else
+            sp_buf_reset(&p->inflight_alerts);
     } else if (strcmp(status, "fenced") == 0) {
         int64_t stored = sp__parse_offset(reply->element[1]);
         d->fenced++;
@@ -392,33 +406,39 @@ static void sp__flush_part(sp_daemon *d, sp_part *p)
         sp__backpressure(d);
 }
 
-/* The clock T (SPEC 2): the lowest watermark of the active partitions,
- * each its newest event time minus the allowed lateness, or the (trusted)
- * wall clock minus the lateness once caught up; never ahead of that, never
- * back. */
-static int64_t sp__clock(sp_daemon *d)
+/* A partition's watermark: its newest event time minus the allowed
+ * lateness, or the (trusted) wall clock minus the lateness once it is caught
+ * up. Returns 0 and sets *wm, or -1 while the partition has not been heard
+ * from since it was (re)assigned. */
+static int sp__watermark(const sp_daemon *d, const sp_part *p, int64_t cap, int64_t *wm)
 {
-    int64_t lateness = d->cfg.allowed_lateness_ms;
-    int64_t cap = sp_trusted_wall_ms() - lateness, t = INT64_MAX;
+    if (p->eof)
+        *wm = cap;
+    else if (p->max_ts >= 0)
+        *wm = p->max_ts - d->cfg.allowed_lateness_ms;
+    else
+        return -1;
+    if (*wm > cap)
+        *wm = cap;
+    return 0;
+}
+
+/* The clock T (SPEC 2): the lowest watermark of the active partitions,
+ * never ahead of the wall clock minus the lateness, never back. */
+static int64_t sp__clock(sp_daemon *d, int64_t cap)
+{
+    int64_t t = INT64_MAX;
     for (size_t i = 0; i < d->n_parts; i++) {
         sp_part *p = d->parts[i];
+        int64_t wm;
         if (p->state != SP_PART_ACTIVE)
             continue;
-        int64_t wm;
-        if (p->eof)
-            wm = cap;
-        else if (p->max_ts >= 0)
-            wm = p->max_ts - lateness;
-        else
+        if (sp__watermark(d, p, cap, &wm) != 0)
             return d->clock_ms; /* not heard from yet */
         if (wm < t)
             t = wm;
     }
-    if (t == INT64_MAX)
-        return d->clock_ms;
-    if (t > cap)
-        t = cap;
-    if (t > d->clock_ms)
+    if (t != INT64_MAX && t > d->clock_ms)
         d->clock_ms = t;
     return d->clock_ms;
 }
@@ -430,11 +450,17 @@ void sp_pipeline_flush(sp_daemon *d)
     if (d->redis.state != SP_REDIS_READY)
         return;
     sp__request_offsets(d); /* partitions whose offsets were refused earlier */
-    int64_t clock = sp__clock(d);
+    int64_t cap = sp_trusted_wall_ms() - d->cfg.allowed_lateness_ms;
+    int64_t clock = sp__clock(d, cap);
     for (size_t i = 0; i < d->n_parts; i++) {
         sp_part *p = d->parts[i];
-        if (p->state == SP_PART_ACTIVE && clock > 0)
-            sp_win_advance(p->win, clock);
+        /* A partition's windows (and detectors) never run ahead of its own
+         * watermark: one assigned behind the others (a rebalance, a
+         * re-read) catches up from where its events are, so its edges are
+         * stepped only once its events before them are in. */
+        int64_t wm;
+        if (p->state == SP_PART_ACTIVE && clock > 0 && sp__watermark(d, p, cap, &wm) == 0)
+            sp_win_advance(p->win, wm < clock ? wm : clock);
         if (p->inflight != NULL && !p->inflight_sent)
             sp__send_inflight(d, p);
         else
@@ -563,6 +589,8 @@ static void sp__lookup_state(sp_daemon *d, sp__lookup *lk, int i, redisReply *re
     sp_win_free(p->win);
     p->win = sp_win_new();
     p->seq = 0;
+    p->max_ts = -1; /* heard from again once it delivers */
+    p->eof = 0;
     size_t bad = 0;
     for (size_t k = 0; k + 1 < reply->elements; k += 2) {
         const redisReply *f = reply->element[k], *v = reply->element[k + 1];
@@ -673,6 +701,8 @@ static void sp__reseek(sp_daemon *d, sp_part *p)
     p->pending_gen = ++d->next_gen;
     p->pending_dlq = 0;
     p->state = SP_PART_ASSIGNING; /* its windows are read again too */
+    p->max_ts = -1;
+    p->eof = 0;
     p->want_offsets = 1;
     sp__request_offsets(d);
 }

@@ -40,6 +40,10 @@ const char sp_apply_script[] =
     "local seq = redis.call('HGET', skey, '#seq') or ''\n"
     "if cur == to and seq == sto then return {'dup', cur} end\n"
     "if cur ~= from or seq ~= sfrom then return {'fenced', cur, seq} end\n"
+    "-- The markers are the first writes: a Redis out of memory refuses this\n"
+    "-- one, so the script fails before it changed anything.\n"
+    "redis.call('HSET', skey, '#seq', sto)\n"
+    "redis.call('HSET', okey, ofield, to)\n"
     "local errors = 0\n"
     "local function call(...)\n"
     "  local r = redis.pcall(...)\n"
@@ -214,6 +218,4 @@ const char sp_apply_script[] =
     "for key in pairs(trim) do call('ZREMRANGEBYRANK', key, 0, -(topn + 1)) end\n"
     "for j = 1, #sset, 1000 do call('HSET', skey, unpack(sset, j, math.min(j + 999, #sset))) end\n"
     "for j = 1, #sdel, 1000 do call('HDEL', skey, unpack(sdel, j, math.min(j + 999, #sdel))) end\n"
-    "redis.call('HSET', skey, '#seq', sto)\n"
-    "redis.call('HSET', okey, ofield, to)\n"
     "return {'ok', to, errors}\n";

@@ -12,8 +12,11 @@ void sp_detector_fold(const sp_config *cfg, sp_detector *st, int64_t minute, int
     if (minute < st->folded_upto)
         return; /* already folded: a late event */
     double alpha = pow(0.5, 1.0 / cfg->baseline_half_life_min);
-    if (minute > st->folded_upto)
-        st->baseline *= pow(alpha, (double)(minute - st->folded_upto));
+    /* Quiet minutes one at a time: the same arithmetic whether the minutes
+     * are folded as they pass or many at once, so alerts do not depend on
+     * when the daemon looked. */
+    for (int64_t m = st->folded_upto; m < minute; m++)
+        st->baseline *= alpha;
     st->baseline = alpha * st->baseline + (1.0 - alpha) * (double)shares;
     st->minutes += minute - st->folded_upto + 1;
     st->folded_upto = minute + 1;

@@ -230,3 +230,32 @@ def test_foreign_data_under_our_prefix_neither_stops_nor_doubles(scenario, stack
     assert mismatches(r, scenario.prefix, exp) == []
     assert r.get(scenario.prefix + "v:{v2}") == "a string"
     assert int(r.hget(scenario.prefix + "v:{v1}", "event_ms")) > 0
+
+
+def test_redis_out_of_memory_holds_the_batch_and_loses_nothing(scenario, stack):
+    """maxmemory below what Redis holds (noeviction): every apply is refused
+    at its first write, the daemon holds its batches and says so, and once
+    Redis has room again every total and window is exact."""
+    gen, d = scenario.live("--count", 100000, "--rate", 20000, "--videos", 1000,
+                           "--creators", 100, "--seed", 43)
+    r = stack.redis()
+    policy = r.config_get("maxmemory-policy")["maxmemory-policy"]
+    try:
+        r.config_set("maxmemory-policy", "noeviction")
+        r.config_set("maxmemory", str(int(r.info("memory")["used_memory"]) // 2))
+        wait_for(lambda: "Redis is out of memory" in scenario.log_text(), 30, "the refusal")
+        held = scenario.applied()
+        time.sleep(2)
+        assert scenario.applied() == held, "an apply got through while out of memory"
+        assert d.poll() is None, "the daemon stopped"
+    finally:
+        r.config_set("maxmemory", "0")
+        r.config_set("maxmemory-policy", policy)
+    wait_for(lambda: gen.poll() is not None, 120, "the stream")
+    wait_for(lambda: scenario.applied() == scenario.expected()["messages"], 120,
+             "every message applied once Redis had room")
+    d.terminate()
+    assert d.wait(timeout=15) == 0
+    assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
+    bad, checked = window_mismatches(stack, scenario)
+    assert bad == [] and checked > 16 * 500
