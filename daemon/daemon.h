@@ -229,6 +229,7 @@ struct sp_daemon {
     int paused;
     uv_timer_t flush_timer;
     int64_t clock_ms;        /* T, the low watermark (SPEC 2); 0: unknown */
+    int drained;             /* --drain reached the end: every partition is caught up */
     sp_buf updates;          /* scratch for the updates message */
 
     /* alerts.c */

@@ -141,6 +141,9 @@ void sp_daemon_check_progress(sp_daemon *d)
     }
     if (d->drain && !d->stopping && sp_pipeline_drained(d)) {
         sp_info("daemon", "drain complete");
+        /* Every partition is at its end: the clock moves to the present and
+         * the last flush writes what that changes (decay, detector edges). */
+        d->drained = 1;
         sp_daemon_stop(d, 0);
     }
     if (!d->stopping || d->finishing)

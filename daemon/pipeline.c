@@ -412,7 +412,7 @@ static void sp__flush_part(sp_daemon *d, sp_part *p)
  * from since it was (re)assigned. */
 static int sp__watermark(const sp_daemon *d, const sp_part *p, int64_t cap, int64_t *wm)
 {
-    if (p->eof)
+    if (p->eof || d->drained)
         *wm = cap;
     else if (p->max_ts >= 0)
         *wm = p->max_ts - d->cfg.allowed_lateness_ms;

@@ -54,6 +54,7 @@ typedef struct sp__ent {
     /* videos only: share momentum */
     sp_detector det;
     int64_t det_eval;       /* last 2 s edge the detector stepped at */
+    int det_active;         /* stepped at every edge (shares enough, or a level) */
     char *creator;          /* latest creator_id seen, for alerts */
     char shown[48];         /* level, baseline, momentum last written */
 } sp__ent;
@@ -668,8 +669,9 @@ static void sp__detect(const sp_win *w, const sp_config *cfg, sp__ent *e, sp_res
     int64_t total = 0;
     for (uint32_t i = 0; i < e->lv[SP__FINE].len; i++)
         total += e->lv[SP__FINE].c[i].n[SP_EV_SHARE];
-    if ((double)total < 5 * cfg->min_velocity && e->det.level == SP_LEVEL_QUIET &&
-        !sp_detector_open(cfg, &e->det)) {
+    e->det_active = !((double)total < 5 * cfg->min_velocity && e->det.level == SP_LEVEL_QUIET &&
+                      !sp_detector_open(cfg, &e->det));
+    if (!e->det_active) {
         sp__fold(cfg, e, g_end); /* quiet at every edge: nothing to step */
     } else {
         for (int64_t g = e->det_eval + SP__FINE_MS; g <= g_end; g += SP__FINE_MS) {
@@ -786,6 +788,10 @@ static void sp__encode_ent(sp_win *w, const sp_config *cfg, sp__ent *e, sp_resp 
     sp__state(e, scratch);
     sp_resp_bulk(r, scratch->data, scratch->len);
     int64_t due = w->clock > 0 ? sp__next_change(w, e) : 0;
+    /* A video the detector watches is stepped at every edge as the clock
+     * passes it, with or without new events, so its alerts come on time. */
+    if (e->kind == SP__VIDEO && e->det_active && e->det_eval + SP__FINE_MS < due)
+        due = e->det_eval + SP__FINE_MS;
     if (e->kind == SP__VIDEO && e->det.quiet_since > 0 && !e->det.resolved &&
         e->det.alerted_level != SP_LEVEL_QUIET) {
         int64_t t = e->det.quiet_since + SP_RESOLVE_QUIET_MS;

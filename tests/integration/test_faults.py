@@ -39,6 +39,7 @@ def test_instances_joining_and_leaving_split_partitions_exactly_once(scenario, s
     d = scenario.start_daemon(*fast)    # and a newcomer
     assert gen.poll() is None, "the stream ended before the rebalances"
     wait_for(lambda: gen.poll() is not None, 120, "the stream")
+    log_end = int(time.time() * 1000) - 5000
     wait_for(lambda: scenario.applied() == scenario.expected()["messages"], 120,
              "every message applied by the survivors")
     for p in (a, d):
@@ -48,6 +49,19 @@ def test_instances_joining_and_leaving_split_partitions_exactly_once(scenario, s
     # The window state moved with the partitions: every window equals the model.
     bad, checked = window_mismatches(stack, scenario)
     assert bad == [] and checked > 16 * 1000
+    # And so did the detectors: an undisturbed run of the same log (another
+    # group, --drain) fires the same alerts, up to where the log ends.
+    scenario.drain("--set", "kafka.group=%s-ref" % scenario.group,
+                   "--set", "redis.prefix=%sref:" % scenario.prefix)
+    r = stack.redis()
+
+    def alerts(prefix):
+        out = [json.loads(f["alert"]) for _, f in r.xrange(prefix + "alerts")]
+        return sorted((x for x in out if x["at_ms"] < log_end),
+                      key=lambda x: (x["at_ms"], x["alert_id"]))
+    got, want = alerts(scenario.prefix), alerts(scenario.prefix + "ref:")
+    assert want, "the stream fired no alert"
+    assert [x["alert_id"] for x in got] == [x["alert_id"] for x in want]
     log = scenario.log_text()
     assert log.count("rebalance: revoked") >= 2
 
