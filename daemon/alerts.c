@@ -186,7 +186,7 @@ void sp_alerts_queue(sp_daemon *d, const char *topic, int32_t partition, const c
     dl->video = sp_xstrdup(video);
     /* max_age_s counts from when this process queued it, on the trusted
      * clock: an old backlog's alerts are not expired unsent. */
-    dl->at_ms = sp_trusted_wall_ms();
+    dl->queued_ms = sp_trusted_wall_ms();
     dl->json = sp_xstrndup(json, jlen);
     json_decref(a);
 
@@ -526,7 +526,7 @@ static void sp__alerts_tick(uv_timer_t *t)
         if (dl->inflight || dl->due_ms > now)
             continue;
         int64_t max_age = dl->sink < 0 ? INT64_MAX / 2 : d->cfg.webhooks[dl->sink].max_age_s * 1000;
-        if (wall - dl->at_ms > max_age) {
+        if (wall - dl->queued_ms > max_age) {
             sp_warn("alerts", "webhook %s: giving up alert %s after %d attempts (max_age_s)",
                     sp__sink_name(d, dl->sink), dl->alert_id, dl->attempts);
             sp__stats(d, dl->sink)->expired++;

@@ -128,7 +128,7 @@ typedef struct sp_delivery {
     int32_t partition;
     char *field;                /* its pending field there */
     char *alert_id, *video, *json;
-    int64_t at_ms;              /* when queued (trusted clock): max_age_s counts from it */
+    int64_t queued_ms;          /* trusted clock when queued: max_age_s counts from it */
     int attempts;
     uint64_t due_ms;            /* loop time of the next attempt */
     int inflight;

@@ -700,9 +700,7 @@ static void sp__reseek(sp_daemon *d, sp_part *p)
     sp_batch_reset(p->pending);
     p->pending_gen = ++d->next_gen;
     p->pending_dlq = 0;
-    p->state = SP_PART_ASSIGNING; /* its windows are read again too */
-    p->max_ts = -1;
-    p->eof = 0;
+    p->state = SP_PART_ASSIGNING; /* its windows (and watermark) are read again */
     p->want_offsets = 1;
     sp__request_offsets(d);
 }

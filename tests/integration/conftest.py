@@ -3,6 +3,7 @@ test session, started by deploy/stack.sh on free loopback ports, and helpers
 to run the load generator and the daemon and to read what they produced."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -125,6 +126,31 @@ class Scenario:
         d = self.start_daemon(*daemon_args)
         wait_for(lambda: self.applied() > progress, 60, "the daemon to make progress")
         return gen, d
+
+    def kill_repeatedly(self, gen, kills, rnd, member, max_wait=1.2):
+        """Starts the daemon and SIGKILLs it at a random moment after it
+        applied at least one batch, kills times, while gen still produces.
+        A restarted member takes its partitions back at once (static
+        membership `member`), as a systemd-restarted daemon would with it
+        set. Returns the applied count after each kill and the extra
+        arguments used, for the run that follows."""
+        static = ("--set", "kafka.rdkafka.group.instance.id=" + member,
+                  "--set", "kafka.rdkafka.session.timeout.ms=6000")
+        progress = []
+        for k in range(kills):
+            d = self.start_daemon(*static)
+            before = self.applied()
+            wait_for(lambda: self.applied() > before, 30, "progress after restart %d" % k)
+            assert gen.poll() is None, "the stream ended before the kills"
+            try:
+                d.wait(timeout=rnd.uniform(0.05, max_wait))
+            except subprocess.TimeoutExpired:
+                pass
+            assert d.poll() is None, "the daemon died on its own"
+            d.send_signal(signal.SIGKILL)
+            d.wait()
+            progress.append(self.applied())
+        return progress, static
 
     def cleanup(self):
         for p in self.procs:

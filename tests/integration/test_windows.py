@@ -135,24 +135,9 @@ def test_windows_after_sigkills_equal_a_model_of_the_log(scenario, stack):
     rnd = random.Random(11)
     gen = scenario.loadgen("--count", 240000, "--rate", 20000, "--videos", 2000,
                            "--creators", 200, "--seed", 9, background=True)
-    kills = 0
-    while kills < 4:
-        d = scenario.start_daemon("--set", "kafka.rdkafka.group.instance.id=wcrash",
-                                  "--set", "kafka.rdkafka.session.timeout.ms=6000")
-        before = scenario.applied()
-        wait_for(lambda: scenario.applied() > before, 30, "progress after restart")
-        assert gen.poll() is None, "the stream ended before the kills"
-        try:
-            d.wait(timeout=rnd.uniform(0.1, 1.5))
-        except Exception:
-            pass
-        assert d.poll() is None, "the daemon died on its own"
-        d.send_signal(signal.SIGKILL)
-        d.wait()
-        kills += 1
+    _, static = scenario.kill_repeatedly(gen, 4, rnd, "wcrash", max_wait=1.5)
     wait_for(lambda: gen.poll() is not None, 120, "the load generator")
-    d = scenario.start_daemon("--set", "kafka.rdkafka.group.instance.id=wcrash",
-                              "--set", "kafka.rdkafka.session.timeout.ms=6000")
+    d = scenario.start_daemon(*static)
     total = scenario.expected()["messages"]
     wait_for(lambda: scenario.applied() == total, 120, "catch-up")
     d.send_signal(signal.SIGTERM)
