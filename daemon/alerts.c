@@ -59,7 +59,7 @@ static void sp__unpend(sp_daemon *d, const sp_delivery *dl)
     sp_buf key;
     sp_buf_init(&key);
     sp_batch_state_key(&t, &key);
-    sp_redis_sendf(d, NULL, NULL, "HDEL %b %s", key.data, key.len, dl->field);
+    sp_redis_sendf(&d->redis, NULL, NULL, "HDEL %b %s", key.data, key.len, dl->field);
     sp_buf_free(&key);
 }
 

@@ -20,10 +20,13 @@
 #include "config.h"
 #include "event.h"
 #include "log.h"
+#include "map.h"
 #include "metrics.h"
+#include "tokens.h"
 #include "window.h"
 
 struct MHD_Daemon;
+struct MHD_Connection;
 
 #define SP_REASONS_MAX 32
 
@@ -33,10 +36,23 @@ typedef struct sp_daemon sp_daemon;
 
 typedef enum { SP_REDIS_DOWN, SP_REDIS_CONNECTING, SP_REDIS_READY } sp_redis_state;
 
+typedef enum {
+    SP_REDIS_PIPELINE, /* flushes: loads the apply script */
+    SP_REDIS_API,      /* dashboard reads */
+    SP_REDIS_SUB       /* subscribed to <prefix>updates and <prefix>alerts */
+} sp_redis_role;
+
 /* Called with the reply, or with NULL when the connection died first. */
 typedef void sp_redis_reply_cb(sp_daemon *d, redisReply *reply, void *priv);
 
 typedef struct sp_redis {
+    sp_daemon *d;
+    const char *name;        /* in logs */
+    sp_redis_role role;
+    void (*on_ready)(struct sp_redis *r);
+    void (*on_down)(struct sp_redis *r);
+    /* SP_REDIS_SUB: a message published on one of its channels. */
+    void (*on_message)(sp_daemon *d, const char *channel, const char *msg, size_t len);
     redisAsyncContext *ac;
     sp_redis_state state;
     uint64_t generation;     /* bumped on every new connection */
@@ -48,20 +64,22 @@ typedef struct sp_redis {
     uint64_t inflight;       /* commands awaiting a reply */
     uint64_t progress_ms;    /* last reply, or when inflight became > 0 */
     uint64_t errors, reconnects;
-    int closing;
+    long long n_channels;
+    int started, closing;
 } sp_redis;
 
-void sp_redis_start(sp_daemon *d);
-/* Sends a RESP-encoded command. Only while READY. The callback is called
- * exactly once, on the loop thread. */
-void sp_redis_send(sp_daemon *d, const char *cmd, size_t len,
+/* Starts a connection (set the callbacks first); reconnects by itself. */
+void sp_redis_start(sp_daemon *d, sp_redis *r, const char *name, sp_redis_role role);
+/* Sends a RESP-encoded command. Only while READY, never on a subscriber.
+ * The callback is called exactly once, on the loop thread. */
+void sp_redis_send(sp_redis *r, const char *cmd, size_t len,
                    sp_redis_reply_cb *cb, void *priv);
 /* Like sp_redis_send, with printf-style arguments as hiredis takes them. */
-void sp_redis_sendf(sp_daemon *d, sp_redis_reply_cb *cb, void *priv,
+void sp_redis_sendf(sp_redis *r, sp_redis_reply_cb *cb, void *priv,
                     const char *fmt, ...);
 /* Drops the connection (pending callbacks get NULL) and reconnects later. */
-void sp_redis_reset(sp_daemon *d, const char *why);
-void sp_redis_close(sp_daemon *d);
+void sp_redis_reset(sp_redis *r, const char *why);
+void sp_redis_close(sp_redis *r);
 
 /* ---- pipeline.c ---- */
 
@@ -183,6 +201,36 @@ void sp_kafka_free(sp_daemon *d);
 /* Starts the HTTP server on [http] listen (no-op when empty). */
 int sp_http_start(sp_daemon *d, char *errstr, size_t errsz);
 void sp_http_stop(sp_daemon *d);
+/* Queues a JSON answer on c. */
+enum MHD_Result sp_http_respond(struct MHD_Connection *c, unsigned status, const char *json);
+/* Runs MHD soon: a connection was resumed. */
+void sp_http_kick(sp_daemon *d);
+
+/* ---- api.c ---- */
+
+typedef struct sp_api_req sp_api_req;
+typedef struct sp_sse sp_sse;
+
+typedef struct sp_video_creator {
+    char *video, *creator;
+} sp_video_creator;
+
+/* Loads the tokens file (replacing the tokens in use only if it is good);
+ * "" clears them. -1 with the errors (malloc'd) if the file is bad. */
+int sp_api_load_tokens(sp_daemon *d, const char *file, char **errors);
+/* Loads the tokens and opens the API's Redis connections. */
+int sp_api_start(sp_daemon *d, char *errstr, size_t errsz);
+/* A first call for a path under /api/: answers, or suspends c and sets
+ * *state until Redis has answered. */
+enum MHD_Result sp_api_handle(sp_daemon *d, struct MHD_Connection *c, const char *url,
+                              void **state);
+/* MHD called again for a request that sp_api_handle suspended. */
+enum MHD_Result sp_api_continue(sp_daemon *d, struct MHD_Connection *c, sp_api_req *q);
+/* MHD is done with the connection of q. */
+void sp_api_completed(sp_daemon *d, sp_api_req *q);
+/* Resumes every suspended connection (before MHD stops), ending streams. */
+void sp_api_release_all(sp_daemon *d);
+void sp_api_stop(sp_daemon *d);
 
 /* ---- the daemon ---- */
 
@@ -244,8 +292,21 @@ struct sp_daemon {
     /* http.c */
     struct MHD_Daemon *http;
     uv_poll_t http_poll;
-    uv_timer_t http_timer;
+    uv_timer_t http_timer, http_kick;
     unsigned http_port;
+
+    /* api.c */
+    int api_started;
+    sp_tokens tokens;
+    sp_redis api_redis, sub_redis;
+    sp_api_req *api_reqs;     /* requests not yet freed */
+    sp_sse *sse;              /* event stream clients */
+    size_t n_sse;
+    uv_timer_t sse_timer;     /* pings */
+    sp_map creator_map;       /* video -> index in creator_cache */
+    sp_video_creator *creator_cache;
+    size_t n_creator_cache, cap_creator_cache;
+    uint64_t api_requests, api_unauthorized, api_errors, sse_dropped;
 
     /* main.c */
     uv_signal_t sig_term, sig_int, sig_hup;

@@ -7,6 +7,11 @@
  *
  *   GET /healthz   200 or 503, JSON with the reasons
  *   GET /metrics   Prometheus text format 0.0.4
+ *   GET /          the live dashboard page (daemon/dashboard.html, compiled in)
+ *   GET /api/v1/   the dashboard API (api.c), answered once Redis has
+ *
+ * An API request suspends its connection while Redis answers; resuming
+ * wakes MHD through its inter-thread pipe, which is in the epoll set.
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -16,6 +21,9 @@
 
 #include "daemon.h"
 #include "metrics.h"
+
+extern const char sp_dashboard_html[];
+extern const size_t sp_dashboard_html_len;
 
 static enum MHD_Result sp__respond(struct MHD_Connection *c, unsigned status,
                                    const char *type, sp_buf *body)
@@ -29,6 +37,12 @@ static enum MHD_Result sp__respond(struct MHD_Connection *c, unsigned status,
     return ret;
 }
 
+enum MHD_Result sp_http_respond(struct MHD_Connection *c, unsigned status, const char *json)
+{
+    sp_buf body = {(char *)json, strlen(json), 0};
+    return sp__respond(c, status, "application/json", &body);
+}
+
 static enum MHD_Result sp__handler(void *cls, struct MHD_Connection *c, const char *url,
                                    const char *method, const char *version,
                                    const char *upload, size_t *upload_size, void **state)
@@ -37,6 +51,11 @@ static enum MHD_Result sp__handler(void *cls, struct MHD_Connection *c, const ch
     sp_buf body;
     enum MHD_Result ret;
 
+    (void)version;
+    (void)upload;
+    (void)upload_size;
+    if (*state != NULL)
+        return sp_api_continue(d, c, *state);
     sp_buf_init(&body);
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         sp_buf_appends(&body, "{\"error\":\"method not allowed\"}\n");
@@ -48,12 +67,27 @@ static enum MHD_Result sp__handler(void *cls, struct MHD_Connection *c, const ch
     } else if (strcmp(url, "/metrics") == 0) {
         sp_metrics_render(d, &body);
         ret = sp__respond(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", &body);
+    } else if (strncmp(url, "/api/", 5) == 0) {
+        ret = sp_api_handle(d, c, url, state);
+    } else if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
+        sp_buf page = {(char *)sp_dashboard_html, sp_dashboard_html_len, 0};
+        ret = sp__respond(c, MHD_HTTP_OK, "text/html; charset=utf-8", &page);
     } else {
         sp_buf_appends(&body, "{\"error\":\"not found\"}\n");
         ret = sp__respond(c, MHD_HTTP_NOT_FOUND, "application/json", &body);
     }
     sp_buf_free(&body);
     return ret;
+}
+
+static void sp__completed(void *cls, struct MHD_Connection *c, void **state,
+                          enum MHD_RequestTerminationCode why)
+{
+    (void)c;
+    (void)why;
+    if (*state != NULL)
+        sp_api_completed(cls, *state);
+    *state = NULL;
 }
 
 static void sp__http_run(sp_daemon *d);
@@ -66,6 +100,17 @@ static void sp__http_poll_cb(uv_poll_t *h, int status, int events)
 static void sp__http_timer_cb(uv_timer_t *t)
 {
     sp__http_run(t->data);
+}
+
+static void sp__http_kick_cb(uv_timer_t *t)
+{
+    sp__http_run(t->data);
+}
+
+void sp_http_kick(sp_daemon *d)
+{
+    if (d->http != NULL && !uv_is_active((uv_handle_t *)&d->http_kick))
+        uv_timer_start(&d->http_kick, sp__http_kick_cb, 0, 0);
 }
 
 static void sp__http_run(sp_daemon *d)
@@ -112,14 +157,15 @@ int sp_http_start(sp_daemon *d, char *errstr, size_t errsz)
         snprintf(errstr, errsz, "[http] listen \"%s\": %s", listen, gai_strerror(gai));
         return -1;
     }
-    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     d->http = MHD_start_daemon(flags, 0, NULL, NULL, sp__handler, d,
                                MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)(d->cfg.http_max_sse_clients + 64),
                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
                                MHD_OPTION_EXTERNAL_LOGGER, sp__mhd_log, NULL,
+                               MHD_OPTION_NOTIFY_COMPLETED, sp__completed, d,
                                MHD_OPTION_END);
     freeaddrinfo(ai);
     if (d->http == NULL) {
@@ -133,17 +179,22 @@ int sp_http_start(sp_daemon *d, char *errstr, size_t errsz)
     uv_poll_start(&d->http_poll, UV_READABLE, sp__http_poll_cb);
     uv_timer_init(d->loop, &d->http_timer);
     d->http_timer.data = d;
+    uv_timer_init(d->loop, &d->http_kick);
+    d->http_kick.data = d;
     d->http_port = port ? port->port : 0;
     sp_info("http", "listening on %s:%u", host[0] ? host : "*", d->http_port);
-    return 0;
+    return sp_api_start(d, errstr, errsz);
 }
 
 void sp_http_stop(sp_daemon *d)
 {
     if (d->http == NULL)
         return;
+    sp_api_release_all(d);
     uv_close((uv_handle_t *)&d->http_poll, NULL);
     uv_close((uv_handle_t *)&d->http_timer, NULL);
+    uv_close((uv_handle_t *)&d->http_kick, NULL);
     MHD_stop_daemon(d->http);
     d->http = NULL;
+    sp_api_stop(d);
 }

@@ -105,7 +105,7 @@ static void sp__finish_cb(uv_timer_t *t)
     sp__close_handle((uv_handle_t *)&d->sig_term);
     sp__close_handle((uv_handle_t *)&d->sig_int);
     sp__close_handle((uv_handle_t *)&d->sig_hup);
-    sp_redis_close(d);
+    sp_redis_close(&d->redis);
     sp_kafka_free(d); /* its last delivery reports may still reach alerts.c */
     sp_alerts_stop(d);
 }
@@ -203,6 +203,12 @@ static void sp__tick_cb(uv_timer_t *t)
 
 static int sp__load_config(sp_config *cfg, const char *path, char **sets, int n_sets);
 
+static void sp__redis_ready(sp_redis *r)
+{
+    sp_pipeline_on_redis_ready(r->d);
+    sp_daemon_check_progress(r->d);
+}
+
 static void sp__signal_cb(uv_signal_t *s, int signum)
 {
     sp_daemon *d = s->data;
@@ -230,6 +236,19 @@ static void sp__signal_cb(uv_signal_t *s, int signum)
             sp_log_configure(fresh.log_level, fresh.log_format);
             int webhooks = fresh.n_webhooks;
             sp_alerts_reload(d, &fresh);
+            if (d->api_started) {
+                char *errors = NULL;
+                if (sp_api_load_tokens(d, fresh.http_tokens_file, &errors) != 0) {
+                    sp_error("api", "tokens reload refused, keeping the tokens in use: %s",
+                             errors);
+                    free(errors);
+                } else {
+                    free(d->cfg.http_tokens_file);
+                    d->cfg.http_tokens_file = sp_xstrdup(fresh.http_tokens_file);
+                    sp_info("api", "reloaded tokens_file=%s tokens=%zu",
+                            d->cfg.http_tokens_file, d->tokens.n);
+                }
+            }
             sp_info("daemon", "reloaded [momentum], [webhook.*] and [log]: min_velocity=%g "
                     "min_z=%g ratio_rising=%g ratio_surging=%g ratio_viral=%g cooldown_min=%lld "
                     "webhooks=%d log.level=%s", d->cfg.min_velocity, d->cfg.min_z,
@@ -269,6 +288,17 @@ static int sp__load_config(sp_config *cfg, const char *path, char **sets, int n_
         free(value);
     }
     sp_config_validate(cfg, path ? path : "--set");
+    /* The tokens file is part of the config: --check-config judges it. */
+    if (cfg->http_tokens_file[0] != '\0') {
+        sp_tokens tokens;
+        char *errors = NULL;
+        if (sp_tokens_load(&tokens, cfg->http_tokens_file, &errors) != 0) {
+            for (char *line = strtok(errors, "\n"); line; line = strtok(NULL, "\n"))
+                sp_config_error(cfg, line, 0, "in [http] tokens_file");
+            free(errors);
+        }
+        sp_tokens_free(&tokens);
+    }
     /* librdkafka judges its own properties. */
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     for (int i = 0; i < cfg->n_rdkafka; i++) {
@@ -416,8 +446,9 @@ int main(int argc, char **argv)
             d->cfg.redis_unix_socket[0] ? d->cfg.redis_unix_socket : d->cfg.redis_host,
             (long long)d->cfg.redis_port, drain);
 
-    char errstr[512];
-    sp_redis_start(d);
+    char errstr[4096];
+    d->redis.on_ready = sp__redis_ready;
+    sp_redis_start(d, &d->redis, "redis", SP_REDIS_PIPELINE);
     if (sp_http_start(d, errstr, sizeof(errstr)) != 0 ||
         sp_alerts_start(d, errstr, sizeof(errstr)) != 0 ||
         sp_kafka_start(d, errstr, sizeof(errstr)) != 0) {

@@ -177,6 +177,26 @@ void sp_metrics_render(sp_daemon *d, sp_buf *b)
     sp__head(b, "sharepulse_loop_lag_seconds", "gauge",
              "How late the event loop ran its last 100 ms tick.");
     sp_buf_appendf(b, "sharepulse_loop_lag_seconds %.3f\n", d->loop_lag_ms / 1000.0);
+
+    sp__head(b, "sharepulse_api_requests_total", "counter",
+             "Dashboard API requests (/api/v1/), by outcome.");
+    sp_buf_appendf(b, "sharepulse_api_requests_total{outcome=\"unauthorized\"} %" PRIu64 "\n",
+                   d->api_unauthorized);
+    sp_buf_appendf(b, "sharepulse_api_requests_total{outcome=\"error\"} %" PRIu64 "\n",
+                   d->api_errors);
+    sp_buf_appendf(b, "sharepulse_api_requests_total{outcome=\"other\"} %" PRIu64 "\n",
+                   d->api_requests - d->api_unauthorized - d->api_errors);
+    sp__head(b, "sharepulse_api_redis_up", "gauge",
+             "1 while the API's Redis connections (reads, subscriber) are ready.");
+    sp_buf_appendf(b, "sharepulse_api_redis_up{conn=\"reads\"} %d\n",
+                   d->api_redis.state == SP_REDIS_READY);
+    sp_buf_appendf(b, "sharepulse_api_redis_up{conn=\"subscriber\"} %d\n",
+                   d->sub_redis.state == SP_REDIS_READY);
+    sp__head(b, "sharepulse_sse_clients", "gauge", "Open /api/v1/events streams.");
+    sp_buf_appendf(b, "sharepulse_sse_clients %zu\n", d->n_sse);
+    sp__head(b, "sharepulse_sse_dropped_total", "counter",
+             "Event streams closed because their client fell more than 1 MiB behind.");
+    sp_buf_appendf(b, "sharepulse_sse_dropped_total %" PRIu64 "\n", d->sse_dropped);
 }
 
 int sp_health_check(sp_daemon *d, sp_buf *out)

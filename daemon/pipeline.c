@@ -226,7 +226,7 @@ static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
         if (reply != NULL && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
             /* Someone flushed the script cache: load it again and resend;
              * both go out in order on the same connection. */
-            sp_redis_sendf(d, NULL, NULL, "SCRIPT LOAD %s", sp_apply_script);
+            sp_redis_sendf(&d->redis, NULL, NULL, "SCRIPT LOAD %s", sp_apply_script);
             sp__send_inflight(d, p);
             return;
         }
@@ -352,7 +352,7 @@ static void sp__send_inflight(sp_daemon *d, sp_part *p)
 {
     p->inflight_sent = 1;
     p->inflight_sent_ms = uv_now(d->loop);
-    sp_redis_send(d, p->inflight_cmd.data, p->inflight_cmd.len, sp__apply_cb, p);
+    sp_redis_send(&d->redis, p->inflight_cmd.data, p->inflight_cmd.len, sp__apply_cb, p);
 }
 
 static void sp__flush_part(sp_daemon *d, sp_part *p)
@@ -553,7 +553,7 @@ static void sp__request_offsets(sp_daemon *d)
     sp_buf cmd;
     sp_buf_init(&cmd);
     sp_resp_finish(&r, &cmd);
-    sp_redis_send(d, cmd.data, cmd.len, sp__lookup_cb, lk);
+    sp_redis_send(&d->redis, cmd.data, cmd.len, sp__lookup_cb, lk);
     /* lk lives until its last reply, which cannot come before the last
      * send below. */
     for (int i = 0; i < n; i++) {
@@ -565,7 +565,7 @@ static void sp__request_offsets(sp_daemon *d)
         sp_resp_bulk(&r, key.data, key.len);
         sp_buf_reset(&cmd);
         sp_resp_finish(&r, &cmd);
-        sp_redis_send(d, cmd.data, cmd.len, sp__lookup_cb, lk);
+        sp_redis_send(&d->redis, cmd.data, cmd.len, sp__lookup_cb, lk);
     }
     sp_resp_free(&r);
     sp_buf_free(&cmd);

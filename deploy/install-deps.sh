@@ -9,7 +9,11 @@ PKGS="build-essential cmake ninja-build pkg-config git ca-certificates \
   libcmocka-dev libinih-dev \
   redis-server redis-tools openjdk-17-jre-headless maven kcat \
   python3 python3-pytest python3-redis python3-confluent-kafka \
-  python3-prometheus-client curl valgrind clang-14 libclang-rt-14-dev faketime"
+  python3-prometheus-client curl valgrind clang-14 libclang-rt-14-dev faketime \
+  chromium wrk"
+# The dashboard's browser test drives Debian's Chromium with npm's
+# playwright-core: Node.js and npm from Debian unless a node is already here.
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 
 missing=""
 for p in $PKGS; do

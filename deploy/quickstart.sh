@@ -26,7 +26,15 @@ group = sharepulse-demo
 dlq_topic = engagement-events-dlq
 [redis]
 port = $RPORT
+[http]
+tokens_file = $ROOT/.stack/quickstart.tokens
 CONFEOF
+
+# A dashboard token for this machine (docs/api.md): made once, kept in .stack/.
+TOKEN_FILE="$ROOT/.stack/demo-token"
+[ -s "$TOKEN_FILE" ] || head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TOKEN_FILE"
+TOKEN=$(cat "$TOKEN_FILE")
+echo "$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1) admin *" > "$ROOT/.stack/quickstart.tokens"
 
 # The demo stream: 2000 events/s over 5000 videos, video v42 goes viral
 # a minute in, v7 four minutes in; 0.1% malformed messages.
@@ -38,7 +46,16 @@ trap 'kill $GEN 2>/dev/null || true' EXIT INT TERM
 
 cat <<EOF2
 
-  sharepulse is starting on the local stack. In another terminal, look at:
+  sharepulse is starting on the local stack.
+
+  The live dashboard: open http://127.0.0.1:9321/ and sign in with the token
+      $TOKEN
+  (an admin token, in .stack/demo-token). The API it reads:
+    curl -s -H "Authorization: Bearer $TOKEN" '127.0.0.1:9321/api/v1/top?limit=3'
+    curl -s -H "Authorization: Bearer $TOKEN" 127.0.0.1:9321/api/v1/videos/v42
+    curl -sN -H "Authorization: Bearer $TOKEN" 127.0.0.1:9321/api/v1/events
+
+  In another terminal, look at what it writes in Redis:
 
     redis-cli -p $RPORT hgetall 'sp:v:{v0}'           # the most popular video
     redis-cli -p $RPORT hgetall 'sp:v:{v42}'          # goes viral after a minute

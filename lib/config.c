@@ -122,11 +122,16 @@ static const sp__key sp__keys[] = {
     {"http", "listen", SP_T_STR, C(http_listen), "127.0.0.1:9321", 0, 0, NULL,
      0, "host:port of the HTTP server; port 0 takes a free port and logs it;\n"
         "empty turns the server off."},
-    {"http", "tokens_file", SP_T_STR, C(http_tokens_file), "", 0, 0, NULL, 0,
-     "File of API tokens: <sha256 hex> <account_type> <creator_id or *>."},
+    {"http", "tokens_file", SP_T_STR, C(http_tokens_file), "", 0, 0, NULL, SP_CF_RELOADABLE,
+     "File of API tokens, one per line: <sha256 hex of the token> <account_type>\n"
+     "<creator_id or *>; account types admin (creator *), creator, business,\n"
+     "personal (docs/api.md). Empty: the API answers 401 to every request.\n"
+     "Reloaded on SIGHUP."},
     {"http", "max_lag", SP_T_INT, C(http_max_lag), "1000000", 0, 1e12, NULL, 0,
      "/healthz answers 503 when a partition's consumer lag exceeds this many\n"
      "messages; 0 turns the check off."},
+    {"http", "max_sse_clients", SP_T_INT, C(http_max_sse_clients), "64", 1, 10000, NULL, 0,
+     "Most /api/v1/events streams open at once; more answer 503."},
     {"log", "level", SP_T_ENUM, C(log_level), "info", 0, 0,
      "error|warn|info|debug", SP_CF_RELOADABLE, "Lowest level logged."},
     {"log", "format", SP_T_ENUM, C(log_format), "text", 0, 0, "text|json",

@@ -74,6 +74,7 @@ typedef struct sp_config {
     char *http_listen;
     char *http_tokens_file;
     int64_t http_max_lag;
+    int64_t http_max_sse_clients;
     /* [log] */
     char *log_level;   /* error, warn, info, debug */
     char *log_format;  /* text, json */

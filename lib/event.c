@@ -102,13 +102,18 @@ int sp_rfc3339_parse(const char *s, size_t len, int64_t *ms)
     return 0;
 }
 
+int sp_is_id_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+           c == '-';
+}
+
 /* Character classes of the string fields; i is the position in the string. */
 static int sp__is_id_char(unsigned char c, size_t i)
 {
     (void)i;
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
-           c == '-';
+    return sp_is_id_char(c);
 }
 
 static int sp__is_user_char(unsigned char c, size_t i)

@@ -14,6 +14,9 @@
 
 #define SP_EVENT_MAX_BYTES (64 * 1024)
 #define SP_ID_MAX 128
+
+/* The characters of video, creator and other ids: A-Z a-z 0-9 . _ : - */
+int sp_is_id_char(unsigned char c);
 #define SP_PLATFORM_MAX 32
 #define SP_HASHTAGS_MAX 20
 #define SP_HASHTAG_MAX 64

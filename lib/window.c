@@ -610,13 +610,22 @@ static void sp__alert(const sp__ent *e, sp_alert_kind kind, int64_t g, const sp_
     int64_t level = kind == SP_ALERT_MOMENTUM ? (int64_t)sig->level : e->det.alerted_level;
     const char *kname = kind == SP_ALERT_MOMENTUM ? "momentum" : "resolved";
     const char *id = e->key + 2;
-    /* The hour of complete minutes before the alert. */
+    /* The hour as the hash's _1h fields count it at clock g: the 59
+     * complete minutes before g's minute, and that minute up to g from the
+     * 2 s buckets (all complete once the clock passed g: a function of the
+     * log, and never less than shares_5m). */
     int64_t h[SP__METRICS] = {0, 0, 0, 0}, m_hi = sp__floordiv(g, SP_SERIES_MS);
     const sp__cells *cs = &e->lv[SP__MINUTE];
     for (uint32_t i = 0; i < cs->len; i++)
-        if ((int64_t)cs->c[i].idx >= m_hi - 60 && (int64_t)cs->c[i].idx < m_hi)
+        if ((int64_t)cs->c[i].idx >= m_hi - 59 && (int64_t)cs->c[i].idx < m_hi)
             for (int m = 0; m < SP__METRICS; m++)
                 h[m] += cs->c[i].n[m];
+    const sp__cells *fs = &e->lv[SP__FINE];
+    int64_t f_lo = m_hi * (SP_SERIES_MS / SP__FINE_MS), f_hi = g / SP__FINE_MS;
+    for (uint32_t i = 0; i < fs->len; i++)
+        if ((int64_t)fs->c[i].idx >= f_lo && (int64_t)fs->c[i].idx < f_hi)
+            for (int m = 0; m < SP__METRICS; m++)
+                h[m] += fs->c[i].n[m];
     /* A function of the log: the video, the kind, the level, the edge. */
     sp_buf_reset(json);
     sp_buf_appendf(json, "%s%c%s%c%s%c%" PRId64, id, 0, kname, 0, sp_level_names[level], 0, g);

@@ -19,3 +19,44 @@ def test_start_drain_stop_cycle_has_no_leaks_under_valgrind(scenario, stack):
     assert "definitely lost: 0 bytes" in r.stderr or "All heap blocks were freed" in r.stderr
     assert "uv_loop_close" not in r.stderr
     assert "drain complete" in r.stderr
+
+
+def test_api_requests_and_open_streams_leave_no_leaks(scenario, stack, tmp_path):
+    """Every API endpoint answered, an event stream closed by its client and
+    one still open at SIGTERM: the stop resumes it, and nothing leaks."""
+    import hashlib
+    import signal
+
+    from conftest import free_port
+    from test_api import Api, Stream
+
+    scenario.loadgen("--count", 3000, "--videos", 50, "--creators", 5, "--seed", 3)
+    tokens = tmp_path / "tokens"
+    tokens.write_text("%s admin *\n%s personal c1\n" % (
+        hashlib.sha256(b"adm").hexdigest(), hashlib.sha256(b"per").hexdigest()))
+    port = free_port()
+    log = open(scenario.log_path, "ab")
+    d = subprocess.Popen(
+        ["valgrind", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+         "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=3",
+         *scenario.daemon_cmd("--set", "http.listen=127.0.0.1:%d" % port,
+                              "--set", "http.tokens_file=%s" % tokens)], stderr=log)
+    scenario.procs.append(d)
+    wait_for(lambda: scenario.applied() == 3000, 120, "every event applied")
+    api = Api(port)
+    wait_for(lambda: api.get("/healthz")[0] == 200, 60, "healthz")
+    closed, kept = Stream(port, "adm"), Stream(port, "per")
+    assert closed.status == kept.status == 200
+    closed.until(lambda k, data: k in ("update", "alert"), 60, "an update or alert")
+    closed.close()
+    for path in ["/", "/api/v1/videos/v0", "/api/v1/videos/v1", "/api/v1/creators/c0",
+                 "/api/v1/top", "/api/v1/top?by=shares_1h&limit=100", "/api/v1/alerts",
+                 "/api/v1/top?by=nope", "/api/v1/nope"]:
+        for tok in ["adm", "per", "wrong"]:
+            assert api.get(path, tok)[0] in (200, 400, 401, 404), path
+    d.send_signal(signal.SIGTERM)
+    assert d.wait(timeout=60) == 0, scenario.log_text()[-4000:]
+    kept.close()
+    text = scenario.log_text()
+    assert "ERROR SUMMARY: 0 errors" in text
+    assert "definitely lost: 0 bytes" in text or "All heap blocks were freed" in text
