@@ -875,13 +875,9 @@ static enum MHD_Result sp__sse_start(sp_daemon *d, struct MHD_Connection *c, con
 /* Takes the id at the end of a path; 0 if it is not a possible id. */
 static int sp__take_id(const char *s, char *out)
 {
-    size_t n = strlen(s);
-    if (n < 1 || n > SP_ID_MAX)
+    if (!sp_is_id(s))
         return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!sp_is_id_char((unsigned char)s[i]))
-            return 0;
-    memcpy(out, s, n + 1);
+    memcpy(out, s, strlen(s) + 1);
     return 1;
 }
 

@@ -109,6 +109,17 @@ int sp_is_id_char(unsigned char c)
            c == '-';
 }
 
+int sp_is_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > SP_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!sp_is_id_char((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
 /* Character classes of the string fields; i is the position in the string. */
 static int sp__is_id_char(unsigned char c, size_t i)
 {

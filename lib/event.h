@@ -17,6 +17,8 @@
 
 /* The characters of video, creator and other ids: A-Z a-z 0-9 . _ : - */
 int sp_is_id_char(unsigned char c);
+/* Is s (NUL-terminated) a possible id: 1 to SP_ID_MAX such characters? */
+int sp_is_id(const char *s);
 #define SP_PLATFORM_MAX 32
 #define SP_HASHTAGS_MAX 20
 #define SP_HASHTAG_MAX 64

@@ -43,18 +43,6 @@ static int sp__hexval(char c)
     return -1;
 }
 
-/* The same characters as an event's ids (SPEC 1). */
-static int sp__creator_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 1 || n > SP_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!sp_is_id_char((unsigned char)s[i]))
-            return 0;
-    return 1;
-}
-
 static void sp__parse_line(sp_tokens *t, const char *file, int lineno, char *line, sp_buf *errs)
 {
     char *save = NULL;
@@ -98,7 +86,7 @@ static void sp__parse_line(sp_tokens *t, const char *file, int lineno, char *lin
             sp__err(errs, file, lineno, "an admin token sees every creator: its creator is *");
             return;
         }
-    } else if (!sp__creator_ok(creator)) {
+    } else if (!sp_is_id(creator)) {
         sp__err(errs, file, lineno,
                 "creator id \"%.64s\" (allowed: 1 to %d characters A-Z a-z 0-9 . _ : -; "
                 "* only for admin)", creator, SP_ID_MAX);
