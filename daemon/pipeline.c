@@ -406,13 +406,27 @@ static void sp__flush_part(sp_daemon *d, sp_part *p)
         sp__backpressure(d);
 }
 
+/* Caught up: librdkafka reported the partition's end, nothing was appended
+ * since as far as the last fetch knows, and the broker is reachable. While
+ * it is not, nobody knows what producers are writing meanwhile: a partition
+ * that followed the wall clock through an outage would make every event
+ * produced during it late (its edges stepped before it arrives). */
+static int sp__caught_up(const sp_daemon *d, const sp_part *p)
+{
+    int64_t lo, hi;
+    if (!p->eof || d->kafka_down || d->rk == NULL)
+        return 0;
+    return rd_kafka_get_watermark_offsets(d->rk, p->topic, p->partition, &lo, &hi) != 0 ||
+           hi <= p->eof_offset;
+}
+
 /* A partition's watermark: its newest event time minus the allowed
  * lateness, or the (trusted) wall clock minus the lateness once it is caught
  * up. Returns 0 and sets *wm, or -1 while the partition has not been heard
  * from since it was (re)assigned. */
 static int sp__watermark(const sp_daemon *d, const sp_part *p, int64_t cap, int64_t *wm)
 {
-    if (p->eof || d->drained)
+    if (d->drained || sp__caught_up(d, p))
         *wm = cap;
     else if (p->max_ts >= 0)
         *wm = p->max_ts - d->cfg.allowed_lateness_ms;

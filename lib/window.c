@@ -683,6 +683,12 @@ static void sp__detect(const sp_win *w, const sp_config *cfg, sp__ent *e, sp_res
     if (!e->det_active) {
         sp__fold(cfg, e, g_end); /* quiet at every edge: nothing to step */
     } else {
+        /* A video not stepped for over a day (its partition away that long,
+         * a day's gap in event time, a damaged state) resumes a day and ten
+         * minutes before the clock: no window holds anything older, a
+         * resolved still fires, and the steps stay bounded. */
+        if (g_end - e->det_eval > SP_DAY_MS + 10 * SP_SERIES_MS)
+            e->det_eval = g_end - SP_DAY_MS - 10 * SP_SERIES_MS;
         for (int64_t g = e->det_eval + SP__FINE_MS; g <= g_end; g += SP__FINE_MS) {
             sp__fold(cfg, e, g);
             sp_signal sig;

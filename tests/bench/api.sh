@@ -10,8 +10,10 @@
 #   1. no API traffic: the counting throughput to compare with;
 #   2. wrk on GET /api/v1/videos/v0 (an admin token) during the drain;
 #   3. wrk on GET /api/v1/top?by=velocity&limit=20 during the drain.
-# wrk (1 thread, SP_BENCH_CONNS connections, 8 by default) runs for 90 % of
-# run 1's time, so it stops before the drain it loads does. Prints the API's
+# wrk (1 thread, SP_BENCH_CONNS connections, 8 by default) starts once v0 is
+# in Redis and runs for 75 % of run 1's time, so it stops before the drain
+# it loads does. Then, for the API's own capacity, wrk on each endpoint for
+# 10 s against a daemon that has nothing left to count. Prints the API's
 # requests/s and latency, and each drain's events/s and loss against run 1.
 set -eu
 N=${1:-3000000}
@@ -52,9 +54,9 @@ PY
 loaded() {
     drain "$1" > "$WORK/$1.secs" &
     DR=$!
-    # wrk starts once the API answers (the daemon is up and Redis ready).
+    # wrk starts once v0 is in Redis (the daemon is up and counting).
     until curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" \
-        "http://127.0.0.1:$PORT/api/v1/top?limit=1"; do
+        "http://127.0.0.1:$PORT/api/v1/videos/v0"; do
         kill -0 "$DR" 2>/dev/null || break
         sleep 0.05
     done
@@ -66,13 +68,28 @@ loaded() {
 
 echo "api: 1. drain, no API traffic"
 S0=$(drain "$TOPIC-idle")
-WRK_S=$(/usr/bin/python3 -c "print(max(3, int($S0 * 0.9)))")
+WRK_S=$(/usr/bin/python3 -c "print(max(3, int($S0 * 0.75)))")
 echo "api: 2. drain with wrk on /api/v1/videos/v0 for ${WRK_S} s"
 S1=$(loaded "$TOPIC-video" "/api/v1/videos/v0" "$WRK_S")
 echo "api: 3. drain with wrk on /api/v1/top for ${WRK_S} s"
 S2=$(loaded "$TOPIC-top" "/api/v1/top?by=velocity&limit=20" "$WRK_S")
 
-/usr/bin/python3 - "$N" "$S0" "$S1" "$S2" "$WORK/$TOPIC-video.wrk" "$WORK/$TOPIC-top.wrk" <<'PY'
+echo "api: 4. the API alone: a daemon with nothing left to count"
+"$BUILD/sharepulsed" --set kafka.brokers="$B" --set kafka.topics="$TOPIC" \
+    --set kafka.group="$TOPIC-idle" --set kafka.dlq_topic= --set redis.port="$SP_REDIS_PORT" \
+    --set redis.prefix="$TOPIC-idle:" --set http.listen="127.0.0.1:$PORT" \
+    --set http.tokens_file="$WORK/tokens" 2>"$WORK/alone.log" &
+DPID=$!
+until curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" \
+    "http://127.0.0.1:$PORT/api/v1/videos/v0"; do sleep 0.05; done
+for ep in "videos:/api/v1/videos/v0" "top:/api/v1/top?by=velocity&limit=20"; do
+    wrk -t1 -c"$CONNS" -d10s --latency -H "Authorization: Bearer $TOKEN" \
+        "http://127.0.0.1:$PORT${ep#*:}" > "$WORK/alone-${ep%%:*}.wrk"
+done
+kill "$DPID"; wait "$DPID" 2>/dev/null || true
+
+/usr/bin/python3 - "$N" "$S0" "$S1" "$S2" "$WORK/$TOPIC-video.wrk" "$WORK/$TOPIC-top.wrk" \
+    "$WORK/alone-videos.wrk" "$WORK/alone-top.wrk" <<'PY'
 import re, sys
 n, s0, s1, s2 = int(sys.argv[1]), *map(float, sys.argv[2:5])
 def wrk(path):
@@ -88,4 +105,8 @@ for name, s, path in [("videos", s1, sys.argv[5]), ("top", s2, sys.argv[6])]:
           "socket_errors=%s daemon_events_per_s=%.0f idle_events_per_s=%.0f loss=%.1f%%" %
           (name, rps, lat.get("50"), lat.get("99"), bad, errs, n / s, n / s0,
            100 * (1 - s0 / s)))
+for name, path in [("videos", sys.argv[7]), ("top", sys.argv[8])]:
+    rps, bad, errs, lat = wrk(path)
+    print("RESULT endpoint=%s alone api_requests_per_s=%.0f latency_p50=%s p99=%s non_2xx=%d "
+          "socket_errors=%s" % (name, rps, lat.get("50"), lat.get("99"), bad, errs))
 PY

@@ -206,6 +206,40 @@ def mismatches(r, prefix, exp, limit=20):
     return out[:limit] if out else []
 
 
+def alerts_before(r, prefix, log_end):
+    """The alerts in prefix's stream at event times before log_end, in order."""
+    out = [json.loads(f["alert"]) for _, f in r.xrange(prefix + "alerts")]
+    return sorted((x for x in out if x["at_ms"] < log_end),
+                  key=lambda x: (x["at_ms"], x["alert_id"]))
+
+
+def final_clock(r, prefix):
+    """The clock T of a run's last writes: the newest updated_ms it wrote."""
+    pipe = r.pipeline(transaction=False)
+    keys = [k for k in r.scan_iter(prefix + "v:{*}", count=1000) if k.endswith("}")]
+    for k in keys:
+        pipe.hget(k, "updated_ms")
+    return max(int(v) for v in pipe.execute() if v is not None)
+
+
+def assert_alerts_of_undisturbed_run(stack, scenario, log_end):
+    """The alerts a disturbed run fired equal those of an undisturbed drain
+    of the same log by another group, byte for byte, up to log_end and up
+    to where the disturbed run's clock got (after the log ends a live run
+    goes on stepping with the wall clock; a drain steps to the present).
+    Returns how many were compared."""
+    r = stack.redis()
+    log_end = min(log_end, final_clock(r, scenario.prefix))
+    scenario.drain("--set", "kafka.group=%s-ref" % scenario.group,
+                   "--set", "redis.prefix=%sref:" % scenario.prefix)
+    got = alerts_before(r, scenario.prefix, log_end)
+    want = alerts_before(r, scenario.prefix + "ref:", log_end)
+    assert want, "the stream fired no alert"
+    assert [x["alert_id"] for x in got] == [x["alert_id"] for x in want]
+    assert got == want
+    return len(want)
+
+
 def wait_for(pred, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -11,7 +11,7 @@ import signal
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import mismatches, wait_for, window_mismatches
+from conftest import assert_alerts_of_undisturbed_run, mismatches, wait_for, window_mismatches
 
 
 def test_instances_joining_and_leaving_split_partitions_exactly_once(scenario, stack):
@@ -51,17 +51,7 @@ def test_instances_joining_and_leaving_split_partitions_exactly_once(scenario, s
     assert bad == [] and checked > 16 * 1000
     # And so did the detectors: an undisturbed run of the same log (another
     # group, --drain) fires the same alerts, up to where the log ends.
-    scenario.drain("--set", "kafka.group=%s-ref" % scenario.group,
-                   "--set", "redis.prefix=%sref:" % scenario.prefix)
-    r = stack.redis()
-
-    def alerts(prefix):
-        out = [json.loads(f["alert"]) for _, f in r.xrange(prefix + "alerts")]
-        return sorted((x for x in out if x["at_ms"] < log_end),
-                      key=lambda x: (x["at_ms"], x["alert_id"]))
-    got, want = alerts(scenario.prefix), alerts(scenario.prefix + "ref:")
-    assert want, "the stream fired no alert"
-    assert [x["alert_id"] for x in got] == [x["alert_id"] for x in want]
+    assert_alerts_of_undisturbed_run(stack, scenario, log_end)
     log = scenario.log_text()
     assert log.count("rebalance: revoked") >= 2
 
@@ -73,6 +63,7 @@ def test_broker_restart_mid_stream(scenario, stack):
     stack.run("start-kafka")
     wait_for(lambda: gen.poll() is not None, 120, "the stream")
     assert gen.returncode == 0
+    log_end = int(time.time() * 1000) - 5000
     wait_for(lambda: scenario.applied() == scenario.expected()["messages"], 120,
              "every message applied after the broker came back")
     assert d.poll() is None
@@ -81,6 +72,7 @@ def test_broker_restart_mid_stream(scenario, stack):
     assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
     bad, checked = window_mismatches(stack, scenario)
     assert bad == [] and checked > 16 * 500
+    assert_alerts_of_undisturbed_run(stack, scenario, log_end)
 
 
 def test_redis_losing_its_data_stops_the_daemon_with_a_clear_error(scenario, stack):
@@ -195,6 +187,7 @@ def test_thirty_second_redis_outage_under_a_flood_keeps_memory_bounded(scenario,
         stack.run("start-redis")
     assert gen.poll() is None, "the flood ended before Redis came back"
     wait_for(lambda: gen.poll() is not None, 120, "the stream")
+    log_end = int(time.time() * 1000) - 5000
     wait_for(lambda: scenario.applied() == scenario.expected()["messages"], 300,
              "the catch-up")
     peak = max(peak, vm_hwm_mb(d.pid))
@@ -203,6 +196,7 @@ def test_thirty_second_redis_outage_under_a_flood_keeps_memory_bounded(scenario,
     assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
     bad, checked = window_mismatches(stack, scenario)
     assert bad == [] and checked > 16 * 1000
+    assert_alerts_of_undisturbed_run(stack, scenario, log_end)
     print("peak RSS during the outage and catch-up: %.0f MB" % peak)
     # AddressSanitizer's shadow memory and quarantine inflate RSS; the bound
     # is the production build's.

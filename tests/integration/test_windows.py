@@ -203,3 +203,40 @@ def test_system_clock_jumps_do_not_move_event_time(scenario, stack, tmp_path):
     # most 10 % of the few seconds spent away from the truth.
     wait_for(lambda: r.hget(key, "views_1m") == "0", 60, "views_1m to decay")
     assert t_views + MIN - 2000 <= now_ms() <= t_views + MIN + 2000 + 2500
+
+
+def test_clock_jumps_under_a_stream_lose_nothing_and_fire_the_same_alerts(
+        scenario, stack, tmp_path):
+    """While 200 000 events stream in at 20 000/s, the daemon's system clock
+    is stepped two hours forward, then ten minutes back, then right: every
+    total equals the log, every window the model of the log, and the alerts
+    equal those of an undisturbed drain of the same log."""
+    from conftest import assert_alerts_of_undisturbed_run, mismatches
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    env = dict(os.environ, LD_PRELOAD=FAKETIME, FAKETIME_TIMESTAMP_FILE=str(offset),
+               FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1",
+               DONT_FAKE_MONOTONIC="1")
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    gen = scenario.loadgen("--count", 200000, "--rate", 20000, "--videos", 1000,
+                           "--creators", 100, "--seed", 53, background=True)
+    d = subprocess.Popen(scenario.daemon_cmd(), env=env, stderr=open(scenario.log_path, "ab"))
+    scenario.procs.append(d)
+    wait_for(lambda: scenario.applied() > 20000, 60, "the daemon to make progress")
+    for step in ["+7200", "-600", "+0"]:
+        offset.write_text(step + "\n")
+        before = scenario.applied()
+        wait_for(lambda: scenario.applied() > before + 20000, 30, "progress at " + step)
+    assert gen.poll() is None, "the stream ended before the last jump"
+    wait_for(lambda: gen.poll() is not None, 60, "the stream")
+    log_end = now_ms() - 5000
+    wait_for(lambda: scenario.applied() == scenario.expected()["messages"], 60,
+             "every message applied")
+    d.terminate()
+    assert d.wait(timeout=15) == 0
+    assert "future_ts" not in scenario.log_text()
+    assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
+    bad, checked = window_mismatches(stack, scenario)
+    assert bad == [] and checked > 16 * 500
+    n = assert_alerts_of_undisturbed_run(stack, scenario, log_end)
+    print("alerts compared after the clock jumps: %d" % n)

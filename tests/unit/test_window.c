@@ -332,6 +332,48 @@ static void test_state_round_trip(void **state)
     sp_win_free(w);
 }
 
+/* Encodes with the detector on; returns the alerts' JSON, one per line. */
+static char *encode_alerts(sp_win *w, const sp_config *cfg)
+{
+    sp_resp r;
+    sp_buf upd, alerts;
+    sp_resp_init(&r);
+    sp_buf_init(&upd);
+    sp_buf_init(&alerts);
+    sp_win_encode(w, cfg, &r, &upd, &alerts);
+    sp_buf_appends(&alerts, "");
+    sp_resp_free(&r);
+    sp_buf_free(&upd);
+    return alerts.data;
+}
+
+/* A video that was surging when its partition went away for a month: the
+ * detector resumes a day and ten minutes before the clock (bounded work),
+ * goes quiet and sends its resolved, at an edge of the last day. */
+static void test_detector_after_a_month_away(void **state)
+{
+    sp_config cfg;
+    sp_config_init(&cfg);
+    sp_win *w = sp_win_new();
+    sp_win_advance(w, T0);
+    add(w, SP_EV_SHARE, "v", T0 - 30000, 200);
+    sp_win_advance(w, T0 + 10000);
+    char *a = encode_alerts(w, &cfg);
+    assert_non_null(strstr(a, "\"kind\":\"momentum\""));
+    free(a);
+    int64_t T = T0 + 30 * 24 * HOUR;
+    sp_win_advance(w, T);
+    a = encode_alerts(w, &cfg);
+    const char *res = strstr(a, "\"kind\":\"resolved\"");
+    assert_non_null(res);
+    long long at = atoll(strstr(res, "\"at_ms\":") + 8);
+    assert_true(at > T - 24 * HOUR - 10 * MIN && at <= T - 24 * HOUR + 2000);
+    free(a);
+    assert_int_equal(sp_win_entities(w), 0); /* all quiet and empty: forgotten */
+    sp_win_free(w);
+    sp_config_free(&cfg);
+}
+
 /* ---- randomised: the daemon's deltas, added up, equal a brute force ---- */
 
 typedef struct {
@@ -410,6 +452,7 @@ int main(void)
         cmocka_unit_test(test_series_minutes_once_when_ended),
         cmocka_unit_test(test_hashtags_and_follows),
         cmocka_unit_test(test_state_round_trip),
+        cmocka_unit_test(test_detector_after_a_month_away),
         cmocka_unit_test(test_random_against_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
