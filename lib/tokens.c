@@ -63,7 +63,8 @@ static void sp__parse_line(sp_tokens *t, const char *file, int lineno, char *lin
     for (int i = 0; ok && i < 32; i++) {
         int hi = sp__hexval(hex[2 * i]), lo = sp__hexval(hex[2 * i + 1]);
         ok = hi >= 0 && lo >= 0;
-        tok.digest[i] = (uint8_t)(hi << 4 | lo);
+        if (ok)
+            tok.digest[i] = (uint8_t)(hi << 4 | lo);
     }
     if (!ok) {
         sp__err(errs, file, lineno,
