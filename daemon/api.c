@@ -22,6 +22,7 @@
 #include <math.h>
 #include <microhttpd.h>
 #include <openssl/evp.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -29,7 +30,7 @@
 #include "daemon.h"
 #include "jsonarena.h"
 
-#define SP_SSE_BUFFER_MAX (1u << 20) /* a client this far behind is dropped */
+#define SP_SSE_SNDBUF (64 * 1024)    /* the kernel's share of a stream's backlog */
 #define SP_SSE_PING_MS 15000
 #define SP_CREATOR_CACHE_MAX 200000
 
@@ -622,11 +623,12 @@ static void sp__sse_push(sp_sse *s, const char *text, size_t n)
 {
     if (s->dropped || s->closing)
         return;
-    if (s->out.len - s->off + n > SP_SSE_BUFFER_MAX) {
+    size_t max = (size_t)s->d->cfg.http_sse_max_behind_kb * 1024;
+    if (s->out.len - s->off + n > max) {
         s->dropped = 1;
         s->d->sse_dropped++;
-        sp_warn("api", "event stream client %s fell %u bytes behind: disconnected",
-                s->who.admin ? "admin" : s->who.creator, SP_SSE_BUFFER_MAX);
+        sp_warn("api", "event stream client %s fell %zu bytes behind: disconnected",
+                s->who.admin ? "admin" : s->who.creator, max);
     } else {
         sp_buf_append(&s->out, text, n);
     }
@@ -859,6 +861,10 @@ static enum MHD_Result sp__sse_start(sp_daemon *d, struct MHD_Connection *c, con
     s->poll.data = s;
     s->d = d;
     s->conn = c;
+    /* A fixed send buffer (no autotuning to megabytes): what a client has
+     * not read waits in the daemon, where it is bounded and counted. */
+    int sndbuf = SP_SSE_SNDBUF;
+    setsockopt(fd->connect_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     s->who = *who;
     sp_buf_init(&s->out);
     sp_buf_appends(&s->out, "retry: 2000\n\n");

@@ -132,6 +132,10 @@ static const sp__key sp__keys[] = {
      "messages; 0 turns the check off."},
     {"http", "max_sse_clients", SP_T_INT, C(http_max_sse_clients), "64", 1, 10000, NULL, 0,
      "Most /api/v1/events streams open at once; more answer 503."},
+    {"http", "sse_max_behind_kb", SP_T_INT, C(http_sse_max_behind_kb), "1024", 16, 1048576,
+     NULL, 0,
+     "An /api/v1/events client that has not read this many KiB of its stream\n"
+     "(beyond what its socket holds, 64 KiB) is disconnected and counted."},
     {"log", "level", SP_T_ENUM, C(log_level), "info", 0, 0,
      "error|warn|info|debug", SP_CF_RELOADABLE, "Lowest level logged."},
     {"log", "format", SP_T_ENUM, C(log_format), "text", 0, 0, "text|json",

@@ -75,6 +75,7 @@ typedef struct sp_config {
     char *http_tokens_file;
     int64_t http_max_lag;
     int64_t http_max_sse_clients;
+    int64_t http_sse_max_behind_kb;
     /* [log] */
     char *log_level;   /* error, warn, info, debug */
     char *log_format;  /* text, json */

@@ -340,3 +340,49 @@ def test_tokens_reload_on_sighup_and_check_config(served, stack, scenario):
     assert api.get("/api/v1/videos/va", "tok-p1")[0] == 200
     d.terminate()
     assert d.wait(timeout=15) == 0
+
+
+def test_a_stream_that_does_not_read_is_dropped_and_counting_goes_on(scenario, stack, tmp_path):
+    """A client opens the event stream and never reads while 600 000 events
+    over 100 000 videos stream in: once it is sse_max_behind_kb (here 256)
+    behind, beyond what the sockets hold, the daemon drops it, counts it,
+    and every event is still applied; a reading client beside it is served
+    throughout."""
+    tokens = tmp_path / "tokens"
+    write_tokens(tokens, TOKENS)
+    port = free_port()
+    gen, d = scenario.live("--count", 600000, "--rate", 40000, "--videos", 100000,
+                           "--creators", 10000, "--seed", 61,
+                           daemon_args=("--set", "http.listen=127.0.0.1:%d" % port,
+                                        "--set", "http.tokens_file=%s" % tokens,
+                                        "--set", "http.sse_max_behind_kb=256"),
+                           progress=1000)
+    api = Api(port)
+    slow = socket.create_connection(("127.0.0.1", port))
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n"
+                 b"Authorization: Bearer tok-admin\r\n\r\n")
+    reader = Stream(port, "tok-admin")
+
+    def dropped():
+        text = api.get("/metrics")[1]
+        return "sharepulse_sse_dropped_total 1" in text
+    wait_for(dropped, 60, "the stream that does not read to be dropped")
+    assert "fell 262144 bytes behind: disconnected" in scenario.log_text()
+    # The reader was never dropped and still gets updates.
+    reader.until(lambda k, data: k == "update", 10, "updates on the reading stream")
+    wait_for(lambda: gen.poll() is not None, 120, "the stream")
+    wait_for(lambda: scenario.applied() == scenario.expected()["messages"], 120,
+             "every event applied")
+    # The slow client finds its stream ended once it reads what was sent.
+    slow.settimeout(30)
+    got = b""
+    while True:
+        chunk = slow.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 200") and b"event: update" in got
+    reader.close()
+    d.terminate()
+    assert d.wait(timeout=15) == 0
