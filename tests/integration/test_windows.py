@@ -151,6 +151,20 @@ def test_windows_after_sigkills_equal_a_model_of_the_log(scenario, stack):
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
 
+def faketime_env(tmp_path):
+    """The environment that runs the daemon under libfaketime, whose
+    CLOCK_REALTIME offset is the returned file's content (+0 to start)."""
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    env = dict(os.environ, LD_PRELOAD=FAKETIME, FAKETIME_TIMESTAMP_FILE=str(offset),
+               FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1",
+               DONT_FAKE_MONOTONIC="1")
+    # Under ASan the sanitizer runtime must come first; libfaketime before
+    # it is harmless here (it only wraps the clock calls).
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    return offset, env
+
+
 def metric(port, name):
     import urllib.request
     text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port).read().decode()
@@ -164,14 +178,7 @@ def test_system_clock_jumps_do_not_move_event_time(scenario, stack, tmp_path):
     future_ts nor lost (libfaketime shifts the daemon's CLOCK_REALTIME
     only)."""
     from conftest import free_port
-    offset = tmp_path / "faketime"
-    offset.write_text("+0\n")
-    env = dict(os.environ, LD_PRELOAD=FAKETIME, FAKETIME_TIMESTAMP_FILE=str(offset),
-               FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1",
-               DONT_FAKE_MONOTONIC="1")
-    # Under ASan the sanitizer runtime must come first; libfaketime before
-    # it is harmless here (it only wraps the clock calls).
-    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    offset, env = faketime_env(tmp_path)
     vid = "wj-" + scenario.group
     key = "%sv:{%s}" % (scenario.prefix, vid)
     t_views = now_ms() - 20000
@@ -212,12 +219,7 @@ def test_clock_jumps_under_a_stream_lose_nothing_and_fire_the_same_alerts(
     total equals the log, every window the model of the log, and the alerts
     equal those of an undisturbed drain of the same log."""
     from conftest import assert_alerts_of_undisturbed_run, mismatches
-    offset = tmp_path / "faketime"
-    offset.write_text("+0\n")
-    env = dict(os.environ, LD_PRELOAD=FAKETIME, FAKETIME_TIMESTAMP_FILE=str(offset),
-               FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1",
-               DONT_FAKE_MONOTONIC="1")
-    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    offset, env = faketime_env(tmp_path)
     gen = scenario.loadgen("--count", 200000, "--rate", 20000, "--videos", 1000,
                            "--creators", 100, "--seed", 53, background=True)
     d = subprocess.Popen(scenario.daemon_cmd(), env=env, stderr=open(scenario.log_path, "ab"))
