@@ -386,3 +386,27 @@ def test_a_stream_that_does_not_read_is_dropped_and_counting_goes_on(scenario, s
     reader.close()
     d.terminate()
     assert d.wait(timeout=15) == 0
+
+
+def test_redis_away_answers_503_and_the_api_comes_back(served, stack, scenario):
+    """Redis stopped: the API answers 503 with a reason and open streams end
+    (so no client silently misses events); Redis back: the same requests
+    answer 200 again and a new stream is served."""
+    api = served[0]
+    s = Stream(api.port, "tok-admin")
+    assert s.status == 200
+    stack.run("stop-redis")
+    try:
+        def unavailable():
+            st, body, _ = api.get("/api/v1/videos/va", "tok-c1")
+            return st == 503 and json.loads(body) == {"error": "redis unavailable"}
+        wait_for(unavailable, 20, "503 while Redis is away")
+        s.until(lambda k, data: k == "closed", 20, "the open stream to end")
+        assert api.get("/api/v1/events", "tok-admin")[0] == 503
+        assert api.get("/healthz")[0] == 503
+    finally:
+        stack.run("start-redis")
+    wait_for(lambda: api.get("/api/v1/videos/va", "tok-c1")[0] == 200, 30,
+             "the API after Redis came back")
+    assert api.json("/api/v1/videos/va", "tok-c1")["views"] == 40
+    wait_for(lambda: Stream(api.port, "tok-admin").status == 200, 30, "a new stream")
