@@ -107,6 +107,7 @@ typedef struct sp_part {
     int64_t low_at_start;
     int eof;
     int64_t eof_offset;     /* where librdkafka reported the end */
+    uint64_t eof_ms;        /* loop time of that report */
     int want_offsets;       /* ASSIGNING: stored offset still to be asked */
     sp_win *win;            /* rolling windows of the events taken in */
     int64_t seq;            /* flush sequence stored in Redis; 0: none */
@@ -324,6 +325,7 @@ struct sp_daemon {
     uint64_t flushes, flushed_events, fenced, dead_letters;
     sp_histogram flush_hist;
     int kafka_down;          /* librdkafka says all brokers are down */
+    uint64_t kafka_back_ms;  /* loop time the brokers were reachable again; 0: never down */
     uint64_t loop_lag_ms;    /* lateness of the last 100 ms tick */
     uint64_t tick_due_ms;
     uv_timer_t tick_timer;

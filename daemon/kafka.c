@@ -160,6 +160,8 @@ static int sp__stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     sp_jsonarena_reset();
     if (d->kafka_down != (up == 0))
         sp_info("kafka", "brokers %s", up ? "reachable again" : "all unreachable");
+    if (d->kafka_down && up)
+        d->kafka_back_ms = uv_now(d->loop);
     d->kafka_down = up == 0;
     return 0;
 }

@@ -127,6 +127,7 @@ int sp_pipeline_on_message(sp_daemon *d, rd_kafka_message_t *rkm, int64_t now_ms
         if (p != NULL) {
             p->eof = 1;
             p->eof_offset = rkm->offset;
+            p->eof_ms = uv_now(d->loop);
         }
         return 0;
     }
@@ -406,15 +407,26 @@ static void sp__flush_part(sp_daemon *d, sp_part *p)
         sp__backpressure(d);
 }
 
+/* How long an end report from before a broker outage is not trusted once
+ * the brokers are back: time for the first fetch to bring the backlog. */
+#define SP_EOF_STALE_MS 5000
+
 /* Caught up: librdkafka reported the partition's end, nothing was appended
  * since as far as the last fetch knows, and the broker is reachable. While
  * it is not, nobody knows what producers are writing meanwhile: a partition
  * that followed the wall clock through an outage would make every event
- * produced during it late (its edges stepped before it arrives). */
+ * produced during it late (its edges stepped before it arrives). Just after
+ * the brokers are back, an end report from before the outage is stale until
+ * a fresh one comes, or the first fetches had time to bring the backlog
+ * (librdkafka reports an end only once per offset: an idle partition gets
+ * no fresh one). */
 static int sp__caught_up(const sp_daemon *d, const sp_part *p)
 {
     int64_t lo, hi;
     if (!p->eof || d->kafka_down || d->rk == NULL)
+        return 0;
+    if (d->kafka_back_ms > 0 && p->eof_ms < d->kafka_back_ms &&
+        uv_now(d->loop) - d->kafka_back_ms < SP_EOF_STALE_MS)
         return 0;
     return rd_kafka_get_watermark_offsets(d->rk, p->topic, p->partition, &lo, &hi) != 0 ||
            hi <= p->eof_offset;
