@@ -57,10 +57,12 @@ def test_instances_joining_and_leaving_split_partitions_exactly_once(scenario, s
 
 
 def test_broker_restart_mid_stream(scenario, stack):
-    gen, d = scenario.live("--count", 100000, "--rate", 20000, "--videos", 1000,
-                           "--creators", 100, "--seed", 41)
+    gen, d = scenario.live("--count", 240000, "--rate", 20000, "--videos", 1000,
+                           "--creators", 100, "--seed", 41, progress=120000)
+    t_stop = int(time.time() * 1000)
     stack.run("stop-kafka")
     stack.run("start-kafka")
+    t_back = int(time.time() * 1000)
     wait_for(lambda: gen.poll() is not None, 120, "the stream")
     assert gen.returncode == 0
     log_end = int(time.time() * 1000) - 5000
@@ -72,7 +74,14 @@ def test_broker_restart_mid_stream(scenario, stack):
     assert mismatches(stack.redis(), scenario.prefix, scenario.expected()) == []
     bad, checked = window_mismatches(stack, scenario)
     assert bad == [] and checked > 16 * 500
-    assert_alerts_of_undisturbed_run(stack, scenario, log_end)
+    # The producer held back what it produced while the broker was away; an
+    # event that reaches Kafka that late is a late event (SPEC 2): the live
+    # run may have stepped its edge before it came, a replay steps it with
+    # it. The daemon stops its clock once librdkafka sees the brokers gone
+    # (docs/windows.md), but not before: alerts at edges from the stop to a
+    # few seconds after the return may differ, and all others must not.
+    assert_alerts_of_undisturbed_run(stack, scenario, log_end,
+                                     skip=(t_stop - 2000, t_back + 5000))
 
 
 def test_redis_losing_its_data_stops_the_daemon_with_a_clear_error(scenario, stack):
