@@ -216,10 +216,7 @@ typedef struct sp_video_creator {
     char *video, *creator;
 } sp_video_creator;
 
-/* Loads the tokens file (replacing the tokens in use only if it is good);
- * "" clears them. -1 with the errors (malloc'd) if the file is bad. */
-int sp_api_load_tokens(sp_daemon *d, const char *file, char **errors);
-/* Loads the tokens and opens the API's Redis connections. */
+/* Opens the API's Redis connections (d->tokens come with the config). */
 int sp_api_start(sp_daemon *d, char *errstr, size_t errsz);
 /* A first call for a path under /api/: answers, or suspends c and sets
  * *state until Redis has answered. */
@@ -298,7 +295,7 @@ struct sp_daemon {
 
     /* api.c */
     int api_started;
-    sp_tokens tokens;
+    sp_tokens tokens;         /* of [http] tokens_file, loaded with the config */
     sp_redis api_redis, sub_redis;
     sp_api_req *api_reqs;     /* requests not yet freed */
     sp_sse *sse;              /* event stream clients */

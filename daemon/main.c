@@ -201,7 +201,8 @@ static void sp__tick_cb(uv_timer_t *t)
     d->tick_due_ms = now + 100;
 }
 
-static int sp__load_config(sp_config *cfg, const char *path, char **sets, int n_sets);
+static int sp__load_config(sp_config *cfg, const char *path, char **sets, int n_sets,
+                           sp_tokens *tokens);
 
 static void sp__redis_ready(sp_redis *r)
 {
@@ -219,8 +220,9 @@ static void sp__signal_cb(uv_signal_t *s, int signum)
                    (unsigned long long)mono.tv_sec * 1000000ULL +
                        (unsigned long long)mono.tv_nsec / 1000ULL);
         sp_config fresh;
+        sp_tokens tokens;
         sp_config_init(&fresh);
-        if (sp__load_config(&fresh, d->config_path, d->sets, d->n_sets) != 0) {
+        if (sp__load_config(&fresh, d->config_path, d->sets, d->n_sets, &tokens) != 0) {
             sp_error("daemon", "reload refused, keeping the running config:\n%s",
                      fresh.errors);
         } else {
@@ -236,24 +238,16 @@ static void sp__signal_cb(uv_signal_t *s, int signum)
             sp_log_configure(fresh.log_level, fresh.log_format);
             int webhooks = fresh.n_webhooks;
             sp_alerts_reload(d, &fresh);
-            if (d->api_started) {
-                char *errors = NULL;
-                if (sp_api_load_tokens(d, fresh.http_tokens_file, &errors) != 0) {
-                    sp_error("api", "tokens reload refused, keeping the tokens in use: %s",
-                             errors);
-                    free(errors);
-                } else {
-                    free(d->cfg.http_tokens_file);
-                    d->cfg.http_tokens_file = sp_xstrdup(fresh.http_tokens_file);
-                    sp_info("api", "reloaded tokens_file=%s tokens=%zu",
-                            d->cfg.http_tokens_file, d->tokens.n);
-                }
-            }
+            /* The tokens file was judged with the rest: it is good. */
+            sp_tokens_free(&d->tokens);
+            d->tokens = tokens;
+            free(d->cfg.http_tokens_file);
+            d->cfg.http_tokens_file = sp_xstrdup(fresh.http_tokens_file);
             sp_info("daemon", "reloaded [momentum], [webhook.*] and [log]: min_velocity=%g "
                     "min_z=%g ratio_rising=%g ratio_surging=%g ratio_viral=%g cooldown_min=%lld "
-                    "webhooks=%d log.level=%s", d->cfg.min_velocity, d->cfg.min_z,
+                    "webhooks=%d log.level=%s tokens=%zu", d->cfg.min_velocity, d->cfg.min_z,
                     d->cfg.ratio_rising, d->cfg.ratio_surging, d->cfg.ratio_viral,
-                    (long long)d->cfg.cooldown_min, webhooks, fresh.log_level);
+                    (long long)d->cfg.cooldown_min, webhooks, fresh.log_level, d->tokens.n);
         }
         sp_config_free(&fresh);
         sd_notify(0, "READY=1\nSTATUS=consuming (reloaded)");
@@ -271,7 +265,10 @@ static void sp__signal_cb(uv_signal_t *s, int signum)
 
 /* ---- command line ---- */
 
-static int sp__load_config(sp_config *cfg, const char *path, char **sets, int n_sets)
+/* Loads the config, --set overrides and the tokens file it names (into
+ * *tokens, empty without one; freed on error). Returns the error count. */
+static int sp__load_config(sp_config *cfg, const char *path, char **sets, int n_sets,
+                           sp_tokens *tokens)
 {
     if (path != NULL)
         sp_conffile_load(cfg, path);
@@ -289,15 +286,16 @@ static int sp__load_config(sp_config *cfg, const char *path, char **sets, int n_
     }
     sp_config_validate(cfg, path ? path : "--set");
     /* The tokens file is part of the config: --check-config judges it. */
-    if (cfg->http_tokens_file[0] != '\0') {
-        sp_tokens tokens;
-        char *errors = NULL;
-        if (sp_tokens_load(&tokens, cfg->http_tokens_file, &errors) != 0) {
-            for (char *line = strtok(errors, "\n"); line; line = strtok(NULL, "\n"))
-                sp_config_error(cfg, line, 0, "in [http] tokens_file");
-            free(errors);
-        }
-        sp_tokens_free(&tokens);
+    tokens->v = NULL;
+    tokens->n = 0;
+    char *errors = NULL;
+    if (cfg->http_tokens_file[0] != '\0' &&
+        sp_tokens_load(tokens, cfg->http_tokens_file, &errors) != 0) {
+        char *save = NULL;
+        for (char *line = strtok_r(errors, "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save))
+            sp_config_error(cfg, line, 0, "in [http] tokens_file");
+        free(errors);
     }
     /* librdkafka judges its own properties. */
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -310,6 +308,8 @@ static int sp__load_config(sp_config *cfg, const char *path, char **sets, int n_
                             cfg->rdkafka[i].key, e);
     }
     rd_kafka_conf_destroy(conf);
+    if (cfg->n_errors > 0)
+        sp_tokens_free(tokens);
     return cfg->n_errors;
 }
 
@@ -391,7 +391,7 @@ int main(int argc, char **argv)
     d->drain = drain;
     d->sets = sets;
     d->n_sets = n_sets;
-    if (sp__load_config(&d->cfg, path, sets, n_sets) != 0) {
+    if (sp__load_config(&d->cfg, path, sets, n_sets, &d->tokens) != 0) {
         fprintf(stderr, "%s", d->cfg.errors);
         fprintf(stderr, "sharepulsed: %d config error(s)\n", d->cfg.n_errors);
         sp_config_free(&d->cfg);
@@ -403,6 +403,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sharepulsed: --log-format: \"%s\" (allowed: text, json)\n",
                 log_format);
         sp_config_free(&d->cfg);
+        sp_tokens_free(&d->tokens);
         free(sets);
         return 2;
     }
@@ -416,6 +417,7 @@ int main(int argc, char **argv)
             printf("%s: ok\n", path ? path : "(defaults)");
         }
         sp_config_free(&d->cfg);
+        sp_tokens_free(&d->tokens);
         free(sets);
         return 0;
     }
@@ -479,6 +481,7 @@ int main(int argc, char **argv)
     sp_jsonarena_uninstall();
     int exit_code = d->exit_code;
     sp_config_free(&d->cfg);
+    sp_tokens_free(&d->tokens);
     free(sets);
     return exit_code;
 }
