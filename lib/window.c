@@ -69,6 +69,10 @@ struct sp_win {
     size_t n_dirty, cap_dirty;
     size_t n_cells;
     int64_t clock;
+    sp_resp held;           /* alert records waiting for the next encode */
+    sp_buf held_json;       /* and their JSON, one per line */
+    sp_buf scratch;
+    int64_t wm;             /* newest event time taken in */
 };
 
 /* Fields an entity kind writes: (window, metric) of each. */
@@ -166,6 +170,9 @@ sp_win *sp_win_new(void)
 {
     sp_win *w = sp_xcalloc(1, sizeof(*w));
     sp_map_init(&w->map);
+    sp_resp_init(&w->held);
+    sp_buf_init(&w->held_json);
+    sp_buf_init(&w->scratch);
     return w;
 }
 
@@ -188,6 +195,9 @@ void sp_win_free(sp_win *w)
     free(w->ents);
     free(w->heap);
     free(w->dirty);
+    sp_resp_free(&w->held);
+    sp_buf_free(&w->held_json);
+    sp_buf_free(&w->scratch);
     free(w);
 }
 
@@ -275,10 +285,14 @@ static int sp__count(sp_win *w, sp__ent *e, int level, int metric, int64_t ts)
     return 1;
 }
 
-void sp_win_add(sp_win *w, const sp_event *ev)
+static void sp__early(sp_win *w, const sp_config *cfg, sp__ent *e, int64_t ts);
+
+void sp_win_add(sp_win *w, const sp_event *ev, const sp_config *cfg)
 {
     if (ev->ts_ms < 0)
         return;
+    if (ev->ts_ms > w->wm)
+        w->wm = ev->ts_ms;
     if (ev->type == SP_EV_FOLLOW) {
         if (w->clock > 0 &&
             ev->ts_ms / sp__level_ms[SP__COARSE] <
@@ -307,6 +321,8 @@ void sp_win_add(sp_win *w, const sp_event *ev)
     }
     if (ev->type != SP_EV_SHARE)
         return;
+    if (counted && cfg != NULL)
+        sp__early(w, cfg, v, ev->ts_ms);
     for (int i = 0; i < ev->n_hashtags; i++) {
         if (w->clock > 0 &&
             ev->ts_ms / sp__level_ms[SP__MINUTE] <
@@ -590,30 +606,37 @@ static int64_t sp__shares_5m(const sp__ent *e, int64_t g)
     return sum;
 }
 
-/* Folds into the baseline the minutes that ended 5 minutes before g. */
-static void sp__fold(const sp_config *cfg, sp__ent *e, int64_t g)
+/* Folds into st the minutes of e that ended 5 minutes before g. */
+static void sp__fold(const sp_config *cfg, const sp__ent *e, sp_detector *st, int64_t g)
 {
     int64_t upto = sp__floordiv(g - 5 * SP_SERIES_MS, SP_SERIES_MS); /* minutes < upto */
     const sp__cells *cs = &e->lv[SP__MINUTE];
+    if (st->folded_upto == 0) {
+        /* A new video's history starts with its first minute, once that
+         * minute is folded: taken then, it no longer depends on which of
+         * its first events happened to be in when the daemon looked. */
+        if (cs->len == 0 || (int64_t)cs->c[0].idx >= upto)
+            return;
+        st->folded_upto = cs->c[0].idx;
+    }
     for (uint32_t i = 0; i < cs->len && (int64_t)cs->c[i].idx < upto; i++)
-        if ((int64_t)cs->c[i].idx >= e->det.folded_upto && cs->c[i].n[SP_EV_SHARE] > 0)
-            sp_detector_fold(cfg, &e->det, cs->c[i].idx, cs->c[i].n[SP_EV_SHARE]);
-    if (e->det.folded_upto == 0) /* a new video: its history starts with its first minute */
-        e->det.folded_upto = cs->len > 0 ? cs->c[0].idx : upto;
-    if (e->det.folded_upto < upto)
-        sp_detector_fold(cfg, &e->det, upto - 1, 0); /* quiet minutes decay it */
+        if ((int64_t)cs->c[i].idx >= st->folded_upto && cs->c[i].n[SP_EV_SHARE] > 0)
+            sp_detector_fold(cfg, st, cs->c[i].idx, cs->c[i].n[SP_EV_SHARE]);
+    if (st->folded_upto < upto)
+        sp_detector_fold(cfg, st, upto - 1, 0); /* quiet minutes decay it */
 }
 
-static void sp__alert(const sp__ent *e, sp_alert_kind kind, int64_t g, const sp_signal *sig,
-                      sp_resp *r, sp_buf *json, sp_buf *alerts)
+/* Holds an alert for the next encode: its record and its JSON line. */
+static void sp__alert(sp_win *w, const sp__ent *e, sp_alert_kind kind, int64_t g,
+                      const sp_signal *sig)
 {
+    sp_buf *json = &w->scratch;
     int64_t level = kind == SP_ALERT_MOMENTUM ? (int64_t)sig->level : e->det.alerted_level;
     const char *kname = kind == SP_ALERT_MOMENTUM ? "momentum" : "resolved";
     const char *id = e->key + 2;
     /* The hour as the hash's _1h fields count it at clock g: the 59
      * complete minutes before g's minute, and that minute up to g from the
-     * 2 s buckets (all complete once the clock passed g: a function of the
-     * log, and never less than shares_5m). */
+     * 2 s buckets (never less than shares_5m). */
     int64_t h[SP__METRICS] = {0, 0, 0, 0}, m_hi = sp__floordiv(g, SP_SERIES_MS);
     const sp__cells *cs = &e->lv[SP__MINUTE];
     for (uint32_t i = 0; i < cs->len; i++)
@@ -653,53 +676,105 @@ static void sp__alert(const sp__ent *e, sp_alert_kind kind, int64_t g, const sp_
     else
         sp_buf_appendf(json, "quiet for 10 minutes after %s; now %.1f shares/min against a "
                        "usual %.1f/min\"}", sp_level_names[level], sig->velocity, sig->baseline);
-    sp_resp_bulks(r, "a");
-    sp_resp_bulk(r, id, e->klen - 2);
-    sp_resp_bulk(r, json->data, json->len);
-    if (alerts != NULL) {
-        sp_buf_append(alerts, json->data, json->len);
-        sp_buf_append(alerts, "\n", 1);
-    }
+    sp_resp_bulks(&w->held, "a");
+    sp_resp_bulk(&w->held, id, e->klen - 2);
+    sp_resp_bulk(&w->held, json->data, json->len);
+    sp_buf_append(&w->held_json, json->data, json->len);
+    sp_buf_append(&w->held_json, "\n", 1);
 }
 
-/* Steps a video's detector at every 2 s edge up to the clock, and writes
- * its level, baseline and momentum when they changed. */
-static void sp__detect(const sp_win *w, const sp_config *cfg, sp__ent *e, sp_resp *r,
-                       sp_buf *json, sp_buf *alerts)
+/* Steps a video's detector at every 2 s edge after det_eval up to g_to,
+ * with the buckets as they are now. */
+static void sp__steps(sp_win *w, const sp_config *cfg, sp__ent *e, int64_t g_to)
 {
-    int64_t g_end = sp__floordiv(w->clock, SP__FINE_MS) * SP__FINE_MS;
     if (e->det_eval == 0) {
         /* A new video is stepped from its first bucket on, so that where
          * it starts depends on the log, not on when the daemon looked. */
         const sp__cells *fine = &e->lv[SP__FINE];
-        int64_t first = fine->len > 0 ? (int64_t)fine->c[0].idx * SP__FINE_MS : g_end;
-        e->det_eval = (first < g_end ? first : g_end) - SP__FINE_MS;
+        int64_t first = fine->len > 0 ? (int64_t)fine->c[0].idx * SP__FINE_MS : g_to;
+        e->det_eval = (first < g_to ? first : g_to) - SP__FINE_MS;
     }
+    /* A video not stepped for over a day (its partition away that long, a
+     * day's gap in event time, a damaged state) resumes a day and ten
+     * minutes before g_to: no window holds anything older, a resolved still
+     * fires, and the steps stay bounded. */
+    if (g_to - e->det_eval > SP_DAY_MS + 10 * SP_SERIES_MS)
+        e->det_eval = g_to - SP_DAY_MS - 10 * SP_SERIES_MS;
+    for (int64_t g = e->det_eval + SP__FINE_MS; g <= g_to; g += SP__FINE_MS) {
+        sp__fold(cfg, e, &e->det, g);
+        sp_signal sig;
+        sp_detector_signal(cfg, &e->det, sp__shares_5m(e, g), &sig);
+        sp_alert_kind k = sp_detector_step(cfg, &e->det, g, &sig);
+        if (k != SP_ALERT_NONE)
+            sp__alert(w, e, k, g, &sig);
+        e->det_eval = g;
+    }
+}
+
+/*
+ * The live edge, at every share taken in. The clock steps an edge g only
+ * once T (the low watermark minus allowed_lateness_ms) has passed it, which
+ * puts the lateness between a crossing and its alert. Here the edge g that
+ * closes the share's 2 s bucket is evaluated at once, with the shares seen
+ * so far:
+ *  - the edges the partition's own watermark minus the lateness has passed
+ *    are complete (anything older would be late) and are stepped for real,
+ *    as the clock will step them;
+ *  - the edges after those, up to g, are stepped on a copy. If the copy
+ *    fires at g (and nowhere before it), the alert goes out now. Shares
+ *    only add to S at g, and g's baseline holds only minutes that ended 5
+ *    minutes before, so the level the clock will find at g is at least
+ *    this one: the clock's step fires nothing again there (the alerted
+ *    level is recorded), only a higher level if more shares come.
+ * Each decision is a function of the partition's log up to this share,
+ * not of when flushes happen or where T is.
+ */
+static void sp__early(sp_win *w, const sp_config *cfg, sp__ent *e, int64_t ts)
+{
+    int64_t g = (ts / SP__FINE_MS + 1) * SP__FINE_MS;
+    if (e->det_eval != 0 && g <= e->det_eval)
+        return; /* stepped already: a late share */
+    int64_t s = sp__shares_5m(e, g);
+    if ((double)s < 5 * cfg->min_velocity)
+        return; /* below min_velocity: quiet at g whatever the baseline */
+    int64_t own = sp__floordiv(w->wm - cfg->allowed_lateness_ms, SP__FINE_MS) * SP__FINE_MS;
+    if (e->det_eval == 0 || own > e->det_eval)
+        sp__steps(w, cfg, e, own < g ? own : g - SP__FINE_MS);
+    sp_detector at = e->det;
+    sp_signal sig;
+    for (int64_t k = e->det_eval + SP__FINE_MS; k < g; k += SP__FINE_MS) {
+        sp__fold(cfg, e, &at, k);
+        sp_detector_signal(cfg, &at, sp__shares_5m(e, k), &sig);
+        if (sp_detector_step(cfg, &at, k, &sig) != SP_ALERT_NONE)
+            return; /* something fires before g: the clock's to tell */
+    }
+    sp__fold(cfg, e, &at, g);
+    sp_detector_signal(cfg, &at, s, &sig);
+    if (sp_detector_step(cfg, &at, g, &sig) != SP_ALERT_MOMENTUM)
+        return;
+    sp__alert(w, e, SP_ALERT_MOMENTUM, g, &sig);
+    e->det.alerted_level = at.alerted_level;
+    e->det.alerted_at = at.alerted_at;
+    e->det.resolved = at.resolved;
+}
+
+/* Steps a video's detector at every 2 s edge up to the clock, and writes
+ * its level, baseline and momentum when they changed. */
+static void sp__detect(sp_win *w, const sp_config *cfg, sp__ent *e, sp_resp *r)
+{
+    int64_t g_end = sp__floordiv(w->clock, SP__FINE_MS) * SP__FINE_MS;
     int64_t total = 0;
     for (uint32_t i = 0; i < e->lv[SP__FINE].len; i++)
         total += e->lv[SP__FINE].c[i].n[SP_EV_SHARE];
     e->det_active = !((double)total < 5 * cfg->min_velocity && e->det.level == SP_LEVEL_QUIET &&
                       !sp_detector_open(cfg, &e->det));
     if (!e->det_active) {
-        sp__fold(cfg, e, g_end); /* quiet at every edge: nothing to step */
+        sp__fold(cfg, e, &e->det, g_end); /* quiet at every edge: nothing to step */
+        if (g_end > e->det_eval)
+            e->det_eval = g_end;
     } else {
-        /* A video not stepped for over a day (its partition away that long,
-         * a day's gap in event time, a damaged state) resumes a day and ten
-         * minutes before the clock: no window holds anything older, a
-         * resolved still fires, and the steps stay bounded. */
-        if (g_end - e->det_eval > SP_DAY_MS + 10 * SP_SERIES_MS)
-            e->det_eval = g_end - SP_DAY_MS - 10 * SP_SERIES_MS;
-        for (int64_t g = e->det_eval + SP__FINE_MS; g <= g_end; g += SP__FINE_MS) {
-            sp__fold(cfg, e, g);
-            sp_signal sig;
-            sp_detector_signal(cfg, &e->det, sp__shares_5m(e, g), &sig);
-            sp_alert_kind k = sp_detector_step(cfg, &e->det, g, &sig);
-            if (k != SP_ALERT_NONE)
-                sp__alert(e, k, g, &sig, r, json, alerts);
-        }
+        sp__steps(w, cfg, e, g_end);
     }
-    if (g_end > e->det_eval)
-        e->det_eval = g_end;
     sp_signal now;
     sp_detector_signal(cfg, &e->det, sp__shares_5m(e, g_end), &now);
     char shown[sizeof(e->shown)];
@@ -721,8 +796,9 @@ static void sp__detect(const sp_win *w, const sp_config *cfg, sp__ent *e, sp_res
 /* ---- encoding ---- */
 
 static void sp__encode_ent(sp_win *w, const sp_config *cfg, sp__ent *e, sp_resp *r,
-                           sp_buf *updated, sp_buf *scratch, sp_buf *alerts)
+                           sp_buf *updated)
 {
+    sp_buf *scratch = &w->scratch;
     int nf = sp__fields(e->kind);
     const char *id = e->key + 2;
     size_t idlen = e->klen - 2;
@@ -776,7 +852,7 @@ static void sp__encode_ent(sp_win *w, const sp_config *cfg, sp__ent *e, sp_resp 
             if (ended > e->series_upto)
                 e->series_upto = ended;
             if (cfg != NULL)
-                sp__detect(w, cfg, e, r, scratch, alerts);
+                sp__detect(w, cfg, e, r);
         } else if (changed) {
             sp_resp_bulks(r, e->kind == SP__CREATOR ? "f" : "h");
             sp_resp_bulk(r, id, idlen);
@@ -819,13 +895,21 @@ static void sp__encode_ent(sp_win *w, const sp_config *cfg, sp__ent *e, sp_resp 
 void sp_win_encode(sp_win *w, const sp_config *cfg, sp_resp *r, sp_buf *updated,
                    sp_buf *alerts)
 {
-    sp_buf scratch;
-    sp_buf_init(&scratch);
     for (size_t i = 0; i < w->n_dirty; i++) {
         sp__ent *e = w->dirty[i];
         e->dirty = 0;
-        sp__encode_ent(w, cfg, e, r, updated, &scratch, alerts);
+        sp__encode_ent(w, cfg, e, r, updated);
     }
     w->n_dirty = 0;
-    sp_buf_free(&scratch);
+    /* The alerts of the live edge (taken in since the last encode) and of
+     * the steps above, in the order they fired. */
+    if (w->held.argc == 0)
+        return;
+    sp_buf_append(&r->body, w->held.body.data, w->held.body.len);
+    r->argc += w->held.argc;
+    sp_buf_reset(&w->held.body);
+    w->held.argc = 0;
+    if (alerts != NULL)
+        sp_buf_append(alerts, w->held_json.data, w->held_json.len);
+    sp_buf_reset(&w->held_json);
 }

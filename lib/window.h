@@ -50,8 +50,10 @@ sp_win *sp_win_new(void);
 void sp_win_free(sp_win *w); /* NULL is a no-op */
 
 /* Counts one valid event: its video's metric, a follow's creator, a
- * share's hashtags. ev is borrowed. */
-void sp_win_add(sp_win *w, const sp_event *ev);
+ * share's hashtags. ev is borrowed. With cfg, a share also evaluates its
+ * video's momentum at the edge closing its 2 s bucket (the live edge, see
+ * window.c): an alert due there is held for the next sp_win_encode(). */
+void sp_win_add(sp_win *w, const sp_event *ev, const sp_config *cfg);
 
 /* Restores one entity from its stored state (field and value of the state
  * hash). Returns 0, or SP_EPARSE if either is not ours. */
