@@ -21,6 +21,7 @@ SECS=${2:-120}
 
 /usr/bin/python3 - "$B" "$SP_REDIS_PORT" "$BUILD" "$RATE" "$SECS" <<'PY'
 import json, os, socket, subprocess, sys, threading, time
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from confluent_kafka import Consumer, TopicPartition
 
@@ -49,8 +50,11 @@ def shares_by_video(topic):
                 done.add(m.partition())
                 continue
             e = json.loads(m.value())
-            if e["type"] == "share" and isinstance(e["ts"], int):
-                out.setdefault(e["video_id"], []).append(e["ts"])
+            if e["type"] == "share":
+                ts = e["ts"]
+                if isinstance(ts, str):  # RFC 3339, as some events carry it
+                    ts = round(datetime.fromisoformat(ts).timestamp() * 1000)
+                out.setdefault(e["video_id"], []).append(ts)
     c.close()
     return out
 
