@@ -720,12 +720,13 @@ static void sp__steps(sp_win *w, const sp_config *cfg, sp__ent *e, int64_t g_to)
  *  - the edges the partition's own watermark minus the lateness has passed
  *    are complete (anything older would be late) and are stepped for real,
  *    as the clock will step them;
- *  - the edges after those, up to g, are stepped on a copy. If the copy
- *    fires at g (and nowhere before it), the alert goes out now. Shares
- *    only add to S at g, and g's baseline holds only minutes that ended 5
- *    minutes before, so the level the clock will find at g is at least
- *    this one: the clock's step fires nothing again there (the alerted
- *    level is recorded), only a higher level if more shares come.
+ *  - the edges after those, up to g, are stepped on a copy, and a momentum
+ *    alert the copy fires goes out now. Shares only add to S at an edge,
+ *    and its baseline holds only minutes that ended 5 minutes before, so
+ *    the level the clock will find there is at least this one: the clock's
+ *    step fires nothing again (the alerted level is recorded), only a
+ *    higher level if more shares come. Should the copy end an episode
+ *    (resolved) first, it stops there and leaves the rest to the clock.
  * Each decision is a function of the partition's log up to this share,
  * not of when flushes happen or where T is.
  */
@@ -741,21 +742,20 @@ static void sp__early(sp_win *w, const sp_config *cfg, sp__ent *e, int64_t ts)
     if (e->det_eval == 0 || own > e->det_eval)
         sp__steps(w, cfg, e, own < g ? own : g - SP__FINE_MS);
     sp_detector at = e->det;
-    sp_signal sig;
-    for (int64_t k = e->det_eval + SP__FINE_MS; k < g; k += SP__FINE_MS) {
+    for (int64_t k = e->det_eval + SP__FINE_MS; k <= g; k += SP__FINE_MS) {
+        sp_signal sig;
         sp__fold(cfg, e, &at, k);
-        sp_detector_signal(cfg, &at, sp__shares_5m(e, k), &sig);
-        if (sp_detector_step(cfg, &at, k, &sig) != SP_ALERT_NONE)
-            return; /* something fires before g: the clock's to tell */
+        sp_detector_signal(cfg, &at, k == g ? s : sp__shares_5m(e, k), &sig);
+        sp_alert_kind kind = sp_detector_step(cfg, &at, k, &sig);
+        if (kind == SP_ALERT_RESOLVED)
+            return; /* an episode ends first: the clock's to tell */
+        if (kind == SP_ALERT_MOMENTUM) {
+            sp__alert(w, e, kind, k, &sig);
+            e->det.alerted_level = at.alerted_level;
+            e->det.alerted_at = at.alerted_at;
+            e->det.resolved = at.resolved;
+        }
     }
-    sp__fold(cfg, e, &at, g);
-    sp_detector_signal(cfg, &at, s, &sig);
-    if (sp_detector_step(cfg, &at, g, &sig) != SP_ALERT_MOMENTUM)
-        return;
-    sp__alert(w, e, SP_ALERT_MOMENTUM, g, &sig);
-    e->det.alerted_level = at.alerted_level;
-    e->det.alerted_at = at.alerted_at;
-    e->det.resolved = at.resolved;
 }
 
 /* Steps a video's detector at every 2 s edge up to the clock, and writes

@@ -84,7 +84,7 @@ time.sleep(3)
 d.terminate(); d.wait()
 srv.shutdown()
 shares = shares_by_video(topic)
-lat = []
+lat, detail = [], []
 for arrival, a in arrivals.values():
     if a["kind"] != "momentum" or a["video_id"] not in burst_videos:
         continue
@@ -92,10 +92,12 @@ for arrival, a in arrivals.values():
     # to the alert's shares_5m, in log order (a video is on one partition).
     window = [t for t in shares[a["video_id"]] if a["at_ms"] - 300000 <= t < a["at_ms"]]
     lat.append(arrival - window[a["shares_5m"] - 1])
+    detail.append("%s:%s:%.0f" % (a["video_id"], a["level"], lat[-1]))
 lat.sort()
 q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
 print("RESULT allowed_lateness_ms=%s alerts=%d crossing_share_to_webhook_ms_p50=%.0f p99=%.0f "
       "max=%.0f" % (lateness, len(lat), q(0.5), q(0.99), lat[-1]))
+print("latencies (video:level:ms):", " ".join(detail))
 
 # ---- 2. a dead receiver does not slow counting ----
 topic = "adead-%d" % time.time()
