@@ -728,8 +728,12 @@ static void sp__steps(sp_win *w, const sp_config *cfg, sp__ent *e, int64_t g_to)
  *    higher level if more shares come. Should the copy end an episode
  *    (resolved) first, it stops there and leaves the rest to the clock.
  * Each decision is a function of the partition's log up to this share,
- * not of when flushes happen or where T is.
+ * not of when flushes happen or where T is. With allowed_lateness_ms above
+ * about two minutes (SP__EARLY_MAX_EDGES edges) there is no live edge:
+ * alerts wait for the clock.
  */
+#define SP__EARLY_MAX_EDGES 64
+
 static void sp__early(sp_win *w, const sp_config *cfg, sp__ent *e, int64_t ts)
 {
     int64_t g = (ts / SP__FINE_MS + 1) * SP__FINE_MS;
@@ -741,6 +745,8 @@ static void sp__early(sp_win *w, const sp_config *cfg, sp__ent *e, int64_t ts)
     int64_t own = sp__floordiv(w->wm - cfg->allowed_lateness_ms, SP__FINE_MS) * SP__FINE_MS;
     if (e->det_eval == 0 || own > e->det_eval)
         sp__steps(w, cfg, e, own < g ? own : g - SP__FINE_MS);
+    if (g - e->det_eval > SP__EARLY_MAX_EDGES * SP__FINE_MS)
+        return; /* a lateness of minutes: the copy would cost too much per share */
     sp_detector at = e->det;
     for (int64_t k = e->det_eval + SP__FINE_MS; k <= g; k += SP__FINE_MS) {
         sp_signal sig;
