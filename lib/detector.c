@@ -61,8 +61,10 @@ sp_alert_kind sp_detector_step(const sp_config *cfg, sp_detector *st, int64_t at
     if (sig->level != SP_LEVEL_QUIET) {
         st->quiet_since = 0;
         int64_t highest = st->alerted_level;
-        if (at_ms - st->alerted_at >= cfg->cooldown_min * 60000)
-            highest = SP_LEVEL_QUIET; /* the last alert is older than the cooldown */
+        /* The last alert is older than the cooldown; never at its own edge
+         * (the live edge evaluates an edge again as its shares come in). */
+        if (at_ms > st->alerted_at && at_ms - st->alerted_at >= cfg->cooldown_min * 60000)
+            highest = SP_LEVEL_QUIET;
         if (sig->level > prev && sig->level > highest) {
             st->alerted_level = sig->level;
             st->alerted_at = at_ms;

@@ -72,7 +72,8 @@ struct sp_win {
     sp_resp held;           /* alert records waiting for the next encode */
     sp_buf held_json;       /* and their JSON, one per line */
     sp_buf scratch;
-    int64_t wm;             /* newest event time taken in */
+    int64_t wm;             /* newest event time taken in (state "#wm") */
+    int64_t wm_written;
 };
 
 /* Fields an entity kind writes: (window, metric) of each. */
@@ -501,6 +502,16 @@ static int sp__num(const char **p, const char *end, int64_t lo, int64_t hi, int6
 
 int sp_win_load(sp_win *w, const char *field, size_t flen, const char *blob, size_t blen)
 {
+    if (flen == 3 && memcmp(field, "#wm", 3) == 0) {
+        const char *p = blob, *end = blob + blen;
+        int64_t v;
+        if (sp__num(&p, end, 0, INT64_C(1) << 53, &v) != 0 || p != end)
+            return SP_EPARSE;
+        if (v > w->wm)
+            w->wm = v;
+        w->wm_written = w->wm;
+        return 0;
+    }
     if (flen < 3 || flen > SP_ID_MAX + 2 || field[1] != ':' ||
         memchr(field, '\0', flen) != NULL)
         return SP_EPARSE;
@@ -907,6 +918,15 @@ void sp_win_encode(sp_win *w, const sp_config *cfg, sp_resp *r, sp_buf *updated,
         sp__encode_ent(w, cfg, e, r, updated);
     }
     w->n_dirty = 0;
+    /* The newest event time, which places the live edge's real steps:
+     * stored with the state it belongs to, so a restart places them where
+     * an uninterrupted run does. */
+    if (w->wm != w->wm_written) {
+        sp_resp_bulks(r, "s");
+        sp_resp_bulks(r, "#wm");
+        sp_resp_bulki(r, w->wm);
+        w->wm_written = w->wm;
+    }
     /* The alerts of the live edge (taken in since the last encode) and of
      * the steps above, in the order they fired. */
     if (w->held.argc == 0)

@@ -56,7 +56,8 @@ void sp_win_free(sp_win *w); /* NULL is a no-op */
 void sp_win_add(sp_win *w, const sp_event *ev, const sp_config *cfg);
 
 /* Restores one entity from its stored state (field and value of the state
- * hash). Returns 0, or SP_EPARSE if either is not ours. */
+ * hash), or the newest event time taken in (field "#wm"). Returns 0, or
+ * SP_EPARSE if either is not ours. */
 int sp_win_load(sp_win *w, const char *field, size_t flen, const char *blob,
                 size_t blen);
 

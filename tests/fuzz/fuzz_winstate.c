@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *eol = nl ? nl : end;
         const char *tab = memchr(p, '\t', (size_t)(eol - p));
         if (tab != NULL && sp_win_load(w, p, (size_t)(tab - p), tab + 1,
-                                       (size_t)(eol - tab - 1)) == 0)
+                                       (size_t)(eol - tab - 1)) == 0 && p[0] != '#')
             loaded++;
         p = nl ? nl + 1 : end;
     }
