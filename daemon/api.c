@@ -510,10 +510,14 @@ static void sp__alerts_reply(sp_api_req *q, const redisReply *r)
 
 static void sp__alerts_start(sp_api_req *q)
 {
-    /* Entry ids are Redis' clock when the alert was recorded, never before
-     * its at_ms: start there and filter on at_ms. */
+    /* Entry ids are Redis' clock when the alert was recorded. The live
+     * edge records an alert as soon as its share is in, before its at_ms
+     * (the edge that closes the share's 2 s bucket), and a share may be up
+     * to max_future_ms ahead of the clock: start that much before since,
+     * and filter on at_ms. */
+    int64_t from = q->since - q->d->cfg.max_future_ms - 2000;
     sp__send(q, "XRANGE %salerts %lld + COUNT 20000", q->d->cfg.redis_prefix,
-             (long long)q->since);
+             (long long)(from > 0 ? from : 0));
 }
 
 static void sp__reply_cb(sp_daemon *d, redisReply *reply, void *priv)
