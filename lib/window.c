@@ -694,6 +694,15 @@ static void sp__alert(sp_win *w, const sp__ent *e, sp_alert_kind kind, int64_t g
     sp_buf_append(&w->held_json, "\n", 1);
 }
 
+/* One step of st at edge g, with S the shares of the 5 minutes before g. */
+static sp_alert_kind sp__step(const sp_config *cfg, const sp__ent *e, sp_detector *st,
+                              int64_t g, int64_t s, sp_signal *sig)
+{
+    sp__fold(cfg, e, st, g);
+    sp_detector_signal(cfg, st, s, sig);
+    return sp_detector_step(cfg, st, g, sig);
+}
+
 /* Steps a video's detector at every 2 s edge after det_eval up to g_to,
  * with the buckets as they are now. */
 static void sp__steps(sp_win *w, const sp_config *cfg, sp__ent *e, int64_t g_to)
@@ -712,10 +721,8 @@ static void sp__steps(sp_win *w, const sp_config *cfg, sp__ent *e, int64_t g_to)
     if (g_to - e->det_eval > SP_DAY_MS + 10 * SP_SERIES_MS)
         e->det_eval = g_to - SP_DAY_MS - 10 * SP_SERIES_MS;
     for (int64_t g = e->det_eval + SP__FINE_MS; g <= g_to; g += SP__FINE_MS) {
-        sp__fold(cfg, e, &e->det, g);
         sp_signal sig;
-        sp_detector_signal(cfg, &e->det, sp__shares_5m(e, g), &sig);
-        sp_alert_kind k = sp_detector_step(cfg, &e->det, g, &sig);
+        sp_alert_kind k = sp__step(cfg, e, &e->det, g, sp__shares_5m(e, g), &sig);
         if (k != SP_ALERT_NONE)
             sp__alert(w, e, k, g, &sig);
         e->det_eval = g;
@@ -761,9 +768,7 @@ static void sp__early(sp_win *w, const sp_config *cfg, sp__ent *e, int64_t ts)
     sp_detector at = e->det;
     for (int64_t k = e->det_eval + SP__FINE_MS; k <= g; k += SP__FINE_MS) {
         sp_signal sig;
-        sp__fold(cfg, e, &at, k);
-        sp_detector_signal(cfg, &at, k == g ? s : sp__shares_5m(e, k), &sig);
-        sp_alert_kind kind = sp_detector_step(cfg, &at, k, &sig);
+        sp_alert_kind kind = sp__step(cfg, e, &at, k, k == g ? s : sp__shares_5m(e, k), &sig);
         if (kind == SP_ALERT_RESOLVED)
             return; /* an episode ends first: the clock's to tell */
         if (kind == SP_ALERT_MOMENTUM) {
