@@ -253,11 +253,12 @@ struct sp_daemon {
     int rk_pipe[2];
     uv_poll_t rk_poll;
     uv_timer_t rk_timer;
+    uv_idle_t rk_idle;       /* more to consume: back after the loop's turn */
     rd_kafka_t *dlq;         /* dead-letter producer, NULL if off */
     int dlq_pipe[2];
     uv_poll_t dlq_poll;
     int kafka_closing;
-    int rk_loop_ready;       /* rk_poll and rk_timer initialised */
+    int rk_loop_ready;       /* rk_poll, rk_timer and rk_idle initialised */
     int dlq_loop_ready;
     int cooperative;
     rd_kafka_topic_partition_list_t *watermarks; /* --drain: ends at start */

@@ -22,6 +22,11 @@
 #include "jsonarena.h"
 
 #define SP_CONSUME_BATCH 1024
+/* Messages taken in one turn of the loop before Redis replies, timers
+ * (the flush tick) and HTTP get theirs: about 10 ms of work. A backlog
+ * would otherwise keep the loop in the consumer for seconds, and Redis
+ * would wait for the next batch while the daemon parses. */
+#define SP_CONSUME_SLICE 4096
 
 static void sp__rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                              rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -166,11 +171,17 @@ static int sp__stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     return 0;
 }
 
-/* Takes everything the consumer queue holds. */
+static void sp__rk_idle_cb(uv_idle_t *h);
+
+/* Takes what the consumer queue holds, at most SP_CONSUME_SLICE messages
+ * a turn: while more wait, an idle handle brings the loop back here after
+ * its other work (the fd is written only when the queue goes from empty to
+ * non-empty, so what is left must not wait for it). */
 static void sp__consume(sp_daemon *d)
 {
     rd_kafka_message_t *msgs[SP_CONSUME_BATCH];
     ssize_t n;
+    size_t taken = 0;
     /* The later of the two, so that a system clock set back does not turn
      * good events into future_ts. */
     int64_t now = sp_trusted_wall_ms(), sys = sp_wall_ms();
@@ -182,8 +193,18 @@ static void sp__consume(sp_daemon *d)
             sp_pipeline_on_message(d, msgs[i], now);
             rd_kafka_message_destroy(msgs[i]);
         }
-    } while (n > 0);
+        taken += n > 0 ? (size_t)n : 0;
+    } while (n == SP_CONSUME_BATCH && taken < SP_CONSUME_SLICE);
+    if (n == SP_CONSUME_BATCH)
+        uv_idle_start(&d->rk_idle, sp__rk_idle_cb);
+    else
+        uv_idle_stop(&d->rk_idle);
     sp_daemon_check_progress(d);
+}
+
+static void sp__rk_idle_cb(uv_idle_t *h)
+{
+    sp__consume(h->data);
 }
 
 static void sp__rk_poll_cb(uv_poll_t *h, int status, int events)
@@ -503,6 +524,8 @@ int sp_kafka_start(sp_daemon *d, char *errstr, size_t errsz)
     uv_timer_init(d->loop, &d->rk_timer);
     d->rk_timer.data = d;
     uv_timer_start(&d->rk_timer, sp__rk_timer_cb, 100, 100);
+    uv_idle_init(d->loop, &d->rk_idle);
+    d->rk_idle.data = d;
     d->rk_loop_ready = 1;
 
     /* One producer for the dead letters and the alerts. */
@@ -589,6 +612,8 @@ void sp_kafka_free(sp_daemon *d)
         if (d->rk_loop_ready) {
             uv_timer_stop(&d->rk_timer);
             uv_close((uv_handle_t *)&d->rk_timer, NULL);
+            uv_idle_stop(&d->rk_idle);
+            uv_close((uv_handle_t *)&d->rk_idle, NULL);
         }
         rd_kafka_queue_destroy(d->rkq);
         rd_kafka_destroy(d->rk);
