@@ -25,6 +25,12 @@
 
 /* Flush right after an acknowledgement once this many events wait. */
 #define SP_FLUSH_EAGER_EVENTS 20000
+/* Entities whose windows changed with the clock alone, written per flush
+ * of a partition (sp_win_set_clock_budget): about 60 ms of Redis time, so
+ * that a wave of them (every video of the last minute at the minute's end,
+ * a restart's loaded state) never holds the next batch and its alerts for
+ * seconds. What is left goes out right after the acknowledgement. */
+#define SP_FLUSH_CLOCK_ENTITIES 2000
 
 static sp_part *sp__part_find(sp_daemon *d, const char *topic, int32_t partition)
 {
@@ -46,6 +52,7 @@ static sp_part *sp__part_new(sp_daemon *d, const char *topic, int32_t partition)
     p->pending = sp_batch_new();
     p->pending_gen = ++d->next_gen;
     p->win = sp_win_new();
+    sp_win_set_clock_budget(p->win, SP_FLUSH_CLOCK_ENTITIES);
     p->max_ts = -1;
     sp_buf_init(&p->inflight_cmd);
     p->end_at_start = -1;
@@ -344,7 +351,8 @@ static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
         sp_daemon_check_progress(d);
         return;
     }
-    if (sp_batch_events(p->pending) + sp_batch_bad(p->pending) >= SP_FLUSH_EAGER_EVENTS)
+    if (sp_batch_events(p->pending) + sp_batch_bad(p->pending) >= SP_FLUSH_EAGER_EVENTS ||
+        sp_win_backlog(p->win) > 0)
         sp_pipeline_flush(d);
     sp_daemon_check_progress(d);
 }
@@ -500,7 +508,8 @@ int sp_pipeline_idle(sp_daemon *d)
         sp_part *p = d->parts[i];
         if (p->inflight != NULL || p->pending_dlq > 0 ||
             (p->state == SP_PART_ACTIVE &&
-             sp_batch_events(p->pending) + sp_batch_bad(p->pending) > 0))
+             (sp_batch_events(p->pending) + sp_batch_bad(p->pending) > 0 ||
+              sp_win_backlog(p->win) > 0)))
             return 0;
     }
     return 1;

@@ -127,6 +127,35 @@ void sp_buf_appendf(sp_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* Writes v in decimal at out (at least 20 bytes) and returns its length. */
+static size_t sp__fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t sp__fmt_i64(char *out, int64_t v)
+{
+    if (v >= 0)
+        return sp__fmt_u64(out, (uint64_t)v);
+    out[0] = '-';
+    return 1 + sp__fmt_u64(out + 1, -(uint64_t)v); /* INT64_MIN too */
+}
+
+void sp_buf_append_i64(sp_buf *b, int64_t v)
+{
+    sp_buf_reserve(b, 21);
+    b->len += sp__fmt_i64(b->data + b->len, v);
+    b->data[b->len] = '\0';
+}
+
 void sp_buf_append_json_str(sp_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -161,12 +190,17 @@ void sp_resp_free(sp_resp *r)
 
 void sp_resp_bulk(sp_resp *r, const char *s, size_t n)
 {
-    char hdr[32];
-    int h = snprintf(hdr, sizeof(hdr), "$%zu\r\n", n);
-    sp_buf_reserve(&r->body, (size_t)h + n + 2);
-    sp_buf_append(&r->body, hdr, (size_t)h);
-    sp_buf_append(&r->body, s, n);
-    sp_buf_append(&r->body, "\r\n", 2);
+    sp_buf *b = &r->body;
+    sp_buf_reserve(b, 1 + 20 + 2 + n + 2);
+    b->data[b->len++] = '$';
+    b->len += sp__fmt_u64(b->data + b->len, n);
+    memcpy(b->data + b->len, "\r\n", 2);
+    b->len += 2;
+    if (n > 0)
+        memcpy(b->data + b->len, s, n);
+    memcpy(b->data + b->len + n, "\r\n", 2);
+    b->len += n + 2;
+    b->data[b->len] = '\0';
     r->argc++;
 }
 
@@ -177,9 +211,8 @@ void sp_resp_bulks(sp_resp *r, const char *s)
 
 void sp_resp_bulki(sp_resp *r, int64_t v)
 {
-    char num[24];
-    int n = snprintf(num, sizeof(num), "%" PRId64, v);
-    sp_resp_bulk(r, num, (size_t)n);
+    char num[21];
+    sp_resp_bulk(r, num, sp__fmt_i64(num, v));
 }
 
 void sp_resp_finish(sp_resp *r, sp_buf *out)

@@ -63,6 +63,9 @@ void sp_buf_append(sp_buf *b, const void *p, size_t n);
 void sp_buf_appends(sp_buf *b, const char *s);
 void sp_buf_appendf(sp_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Appends v in decimal, as "%" PRId64 would, without printf: the hot
+ * paths (RESP lengths and numbers, window state) write millions. */
+void sp_buf_append_i64(sp_buf *b, int64_t v);
 /* Appends a JSON string literal (quotes included) for the n bytes at s. */
 void sp_buf_append_json_str(sp_buf *b, const char *s, size_t n);
 

@@ -45,6 +45,7 @@ typedef struct sp__ent {
     size_t klen;
     int kind;
     int dirty;
+    int touched;            /* an event since its last write (not the clock) */
     size_t vpos;            /* index in w->ents */
     long hpos;              /* index in w->heap, -1 when not scheduled */
     int64_t due;            /* clock at which its values change next */
@@ -67,6 +68,8 @@ struct sp_win {
     size_t n_heap, cap_heap;
     sp__ent **dirty;
     size_t n_dirty, cap_dirty;
+    size_t clock_budget;    /* clock-only writes per encode, 0 = all */
+    size_t backlog;         /* clock-only entities the last encode left */
     size_t n_cells;
     int64_t clock;
     sp_resp held;           /* alert records waiting for the next encode */
@@ -288,6 +291,14 @@ static int sp__count(sp_win *w, sp__ent *e, int level, int metric, int64_t ts)
 
 static void sp__early(sp_win *w, const sp_config *cfg, sp__ent *e, int64_t ts);
 
+/* Marks an entity that an event changed: it is written with the batch
+ * that holds the event, whatever the clock budget. */
+static void sp__touch(sp_win *w, sp__ent *e)
+{
+    sp__mark(w, e);
+    e->touched = 1;
+}
+
 void sp_win_add(sp_win *w, const sp_event *ev, const sp_config *cfg)
 {
     if (ev->ts_ms < 0)
@@ -301,7 +312,7 @@ void sp_win_add(sp_win *w, const sp_event *ev, const sp_config *cfg)
             return;
         sp__ent *c = sp__ent_get(w, SP__CREATOR, ev->creator_id, 1);
         if (sp__count(w, c, SP__COARSE, 0, ev->ts_ms))
-            sp__mark(w, c);
+            sp__touch(w, c);
         return;
     }
     sp__ent *v = sp__ent_get(w, SP__VIDEO, ev->video_id, 0);
@@ -311,7 +322,7 @@ void sp_win_add(sp_win *w, const sp_event *ev, const sp_config *cfg)
     for (int l = 0; l < SP__LEVELS; l++)
         counted |= sp__count(w, v, l, (int)ev->type, ev->ts_ms);
     if (counted) {
-        sp__mark(w, v);
+        sp__touch(w, v);
         if (ev->creator_id[0] != '\0' &&
             (v->creator == NULL || strcmp(v->creator, ev->creator_id) != 0)) {
             free(v->creator);
@@ -331,7 +342,7 @@ void sp_win_add(sp_win *w, const sp_event *ev, const sp_config *cfg)
             break;
         sp__ent *h = sp__ent_get(w, SP__HASHTAG, ev->hashtags[i], 1);
         if (sp__count(w, h, SP__MINUTE, 0, ev->ts_ms))
-            sp__mark(w, h);
+            sp__touch(w, h);
     }
 }
 
@@ -420,6 +431,16 @@ size_t sp_win_dirty(const sp_win *w)
     return w->n_dirty;
 }
 
+void sp_win_set_clock_budget(sp_win *w, size_t n)
+{
+    w->clock_budget = n;
+}
+
+size_t sp_win_backlog(const sp_win *w)
+{
+    return w->backlog;
+}
+
 size_t sp_win_entities(const sp_win *w)
 {
     return w->n_ents;
@@ -454,16 +475,23 @@ static void sp__state(const sp__ent *e, sp_buf *out)
 {
     int nf = sp__fields(e->kind);
     int nm = e->kind == SP__VIDEO ? SP__METRICS : 1;
-    sp_buf_appendf(out, "1 %" PRId64, e->series_upto);
-    for (int f = 0; f < nf; f++)
-        sp_buf_appendf(out, " %" PRId64, e->written[f]);
+    sp_buf_appends(out, "1 ");
+    sp_buf_append_i64(out, e->series_upto);
+    for (int f = 0; f < nf; f++) {
+        sp_buf_append(out, " ", 1);
+        sp_buf_append_i64(out, e->written[f]);
+    }
     for (int l = 0; l < SP__LEVELS; l++) {
         const sp__cells *cs = &e->lv[l];
-        sp_buf_appendf(out, " %" PRIu32, cs->len);
+        sp_buf_append(out, " ", 1);
+        sp_buf_append_i64(out, cs->len);
         for (uint32_t i = 0; i < cs->len; i++) {
-            sp_buf_appendf(out, " %" PRIu32, cs->c[i].idx);
-            for (int m = 0; m < nm; m++)
-                sp_buf_appendf(out, " %" PRIu32, cs->c[i].n[m]);
+            sp_buf_append(out, " ", 1);
+            sp_buf_append_i64(out, cs->c[i].idx);
+            for (int m = 0; m < nm; m++) {
+                sp_buf_append(out, " ", 1);
+                sp_buf_append_i64(out, cs->c[i].n[m]);
+            }
         }
     }
     if (e->kind == SP__VIDEO) {
@@ -917,12 +945,29 @@ static void sp__encode_ent(sp_win *w, const sp_config *cfg, sp__ent *e, sp_resp 
 void sp_win_encode(sp_win *w, const sp_config *cfg, sp_resp *r, sp_buf *updated,
                    sp_buf *alerts)
 {
+    /* Every entity an event changed goes with the batch that holds the
+     * event; of those only the clock changed (decay, an ended minute, a
+     * detector edge), at most clock_budget, oldest first. The rest stay
+     * dirty, in order, for the next encode: a wave of them (a minute's
+     * end for every video of the last minute) is spread over several
+     * short flushes instead of one long script that the next alert would
+     * wait behind. */
+    size_t budget = w->clock_budget > 0 ? w->clock_budget : SIZE_MAX, kept = 0;
     for (size_t i = 0; i < w->n_dirty; i++) {
         sp__ent *e = w->dirty[i];
+        if (!e->touched) {
+            if (budget == 0) {
+                w->dirty[kept++] = e;
+                continue;
+            }
+            budget--;
+        }
         e->dirty = 0;
+        e->touched = 0;
         sp__encode_ent(w, cfg, e, r, updated);
     }
-    w->n_dirty = 0;
+    w->n_dirty = kept;
+    w->backlog = kept;
     /* The newest event time, which places the live edge's real steps:
      * stored with the state it belongs to, so a restart places them where
      * an uninterrupted run does. */

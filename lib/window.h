@@ -68,6 +68,14 @@ int64_t sp_win_clock(const sp_win *w); /* 0 until first advanced */
 
 /* Entities waiting to be written, and entities held. */
 size_t sp_win_dirty(const sp_win *w);
+
+/* At most n entities whose values changed with the clock alone (no event
+ * since their last write) are written per sp_win_encode(); the others wait
+ * for the next one, oldest first. 0 (the default) writes them all. Those
+ * an event changed are always written with the batch holding the event. */
+void sp_win_set_clock_budget(sp_win *w, size_t n);
+/* Clock-only entities the last sp_win_encode() left for the next. */
+size_t sp_win_backlog(const sp_win *w);
 size_t sp_win_entities(const sp_win *w);
 /* Approximate heap bytes held. */
 size_t sp_win_bytes(const sp_win *w);

@@ -6,7 +6,10 @@
 #
 # Loads EVENTS generated events into a fresh topic, then times
 #   1. sp-rawconsume: librdkafka consume to the end, no processing;
-#   2. sharepulsed --drain: parse, validate, aggregate, apply to Redis
+#   2. sp-rawconsume --parse: the same plus the daemon's parse and
+#      validation of each event (Jansson), nothing else: the ceiling of
+#      any daemon built on that parser, on this machine;
+#   3. sharepulsed --drain: parse, validate, aggregate, apply to Redis
 #      exactly once (offsets in the same atomic unit), commit.
 # Prints events/s of each, their ratio, the daemon's peak RSS and the
 # latency of a flush (batch sent to Redis -> acknowledged); then runs the
@@ -25,6 +28,9 @@ echo "bench: loading $N events into $TOPIC ($P partitions, $V videos)"
 echo "bench: raw librdkafka consume"
 RAW=$("$BUILD/sp-rawconsume" "$B" "$TOPIC")
 echo "  $RAW"
+echo "bench: raw consume + the daemon's parse (Jansson), nothing else"
+PARSE=$("$BUILD/sp-rawconsume" "$B" "$TOPIC" --parse)
+echo "  $PARSE"
 
 echo "bench: sharepulsed --drain"
 LOG=$(mktemp)
@@ -33,10 +39,11 @@ LOG=$(mktemp)
     --set redis.port="$SP_REDIS_PORT" --set redis.prefix="$TOPIC:" \
     --set log.level=debug --drain 2>"$LOG"
 
-/usr/bin/python3 - "$LOG" "$RAW" "$N" <<'PY'
+/usr/bin/python3 - "$LOG" "$RAW" "$N" "$PARSE" <<'PY'
 import json, re, sys
 from datetime import datetime
 log, raw, n = open(sys.argv[1]).read().splitlines(), json.loads(sys.argv[2]), int(sys.argv[3])
+parse = json.loads(sys.argv[4])
 def t(line):
     return datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
 start = next(t(l) for l in log if "pipeline: assigned" in l)
@@ -50,6 +57,8 @@ print("RESULT raw_events_per_s=%.0f daemon_events_per_s=%.0f ratio=%.2f peak_rss
       "flushes=%d flush_latency_ms_p50=%d p99=%d max=%d" %
       (raw["msgs_per_s"], eps, eps / raw["msgs_per_s"], rss / 1024, len(lat),
        pct(0.5), pct(0.99), lat[-1]))
+print("RESULT parse_only_events_per_s=%.0f parse_only_ratio=%.2f daemon_vs_parse_only=%.2f" %
+      (parse["msgs_per_s"], parse["msgs_per_s"] / raw["msgs_per_s"], eps / parse["msgs_per_s"]))
 PY
 rm -f "$LOG"
 

@@ -1,5 +1,6 @@
 /* Unit tests of lib/batch.c: aggregation and the RESP encoding of the
  * apply script's call. */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -189,9 +190,39 @@ static void test_many_videos(void **state)
     sp_batch_free(b);
 }
 
+/* The hand-written number formatting agrees with printf at the edges. */
+static void test_resp_numbers(void **state)
+{
+    static const int64_t vs[] = {0, 7, -7, 9, 10, 99, 100, 1764000000000LL, -1764000000000LL,
+                                 INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "%" PRId64, vs[i]);
+        sp_buf b;
+        sp_buf_init(&b);
+        sp_buf_appends(&b, "x");
+        sp_buf_append_i64(&b, vs[i]);
+        assert_int_equal(b.len, 1 + strlen(want));
+        assert_string_equal(b.data + 1, want);
+        sp_buf_free(&b);
+
+        sp_resp r;
+        sp_resp_init(&r);
+        sp_resp_bulki(&r, vs[i]);
+        sp_resp_bulk(&r, "", 0);
+        char resp[96];
+        snprintf(resp, sizeof(resp), "$%zu\r\n%s\r\n$0\r\n\r\n", strlen(want), want);
+        assert_int_equal(r.argc, 2);
+        assert_int_equal(r.body.len, strlen(resp));
+        assert_string_equal(r.body.data, resp);
+        sp_resp_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_resp_numbers),
         cmocka_unit_test(test_encode_layout),
         cmocka_unit_test(test_sharers_newest_hundred),
         cmocka_unit_test(test_many_videos),

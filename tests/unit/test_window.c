@@ -618,10 +618,14 @@ static void take_records(const records *r, sp_buf *all, state_hash *h)
  * flushes left it and goes on from the next event. Returns the alerts
  * sorted, one per line; early counts the momentum alerts out while the
  * clock was still before their edge. */
+/* Clock-only writes per encode in live_run (sp_win_set_clock_budget). */
+static size_t live_budget;
+
 static char *live_run(const live_event *evs, size_t n, size_t every, size_t restart,
                       const sp_config *cfg, int *early)
 {
     sp_win *w = sp_win_new();
+    sp_win_set_clock_budget(w, live_budget);
     state_hash h = {.n = 0};
     sp_buf all;
     sp_buf_init(&all);
@@ -651,6 +655,7 @@ static char *live_run(const live_event *evs, size_t n, size_t every, size_t rest
             restart = 0;
             sp_win_free(w);
             w = sp_win_new();
+            sp_win_set_clock_budget(w, live_budget);
             for (int k = 0; k < h.n; k++)
                 if (h.value[k][0] != '\0')
                     assert_int_equal(sp_win_load(w, h.field[k], strlen(h.field[k]), h.value[k],
@@ -658,9 +663,11 @@ static char *live_run(const live_event *evs, size_t n, size_t every, size_t rest
         }
     }
     sp_win_advance(w, newest + HOUR); /* the stream's end: every resolved */
-    records r = encode_cfg(w, cfg);
-    take_records(&r, &all, &h);
-    records_free(&r);
+    do {
+        records r = encode_cfg(w, cfg);
+        take_records(&r, &all, &h);
+        records_free(&r);
+    } while (sp_win_backlog(w) > 0);
     sp_win_free(w);
     state_free(&h);
     char *lines[256];
@@ -754,11 +761,15 @@ static void test_live_edge_independent_of_flushes(void **state)
     sp_config_init(&cfg);
     int early[7];
     char *want = live_run(evs, n, 1, 0, &cfg, &early[0]);
-    /* Flush cadences, then restarts at a few points of the stream. */
-    const size_t every[6] = {37, 1000, 5000, 37, 37, 1000};
-    const size_t restart[6] = {0, 0, 0, n / 3, n * 3 / 4, n / 2};
-    for (int k = 0; k < 6; k++) {
-        char *got = live_run(evs, n, every[k], restart[k], &cfg, &early[k + 1]);
+    /* Flush cadences, then restarts at a few points of the stream, then
+     * one clock-only write per flush (the rest deferred). */
+    int early_budget;
+    const size_t every[7] = {37, 1000, 5000, 37, 37, 1000, 37};
+    const size_t restart[7] = {0, 0, 0, n / 3, n * 3 / 4, n / 2, n / 2};
+    for (int k = 0; k < 7; k++) {
+        live_budget = k == 6 ? 1 : 0;
+        char *got = live_run(evs, n, every[k], restart[k], &cfg,
+                             k < 6 ? &early[k + 1] : &early_budget);
         if (getenv("SP_DUMP")) {
             char fn[64];
             snprintf(fn, sizeof(fn), "/tmp/live_%zu.txt", every[k]);
@@ -819,13 +830,18 @@ static int64_t model_value(const model_event *evs, size_t n, int video, int fiel
     return sum;
 }
 
-static void test_random_against_model(void **state)
+/* With a clock budget, every video an event changed is written by the
+ * first encode after it; the decay of the others is spread over the next
+ * encodes, and once they are through Redis equals the model again. */
+static void random_against_model(size_t budget)
 {
     enum { VIDEOS = 40, EVENTS = 3000 };
     static model_event evs[EVENTS];
     static int64_t redis[VIDEOS][SP_WIN_FIELDS];
     memset(redis, 0, sizeof(redis));
     sp_win *w = sp_win_new();
+    sp_win_set_clock_budget(w, budget);
+    int deferred = 0;
     srand(7);
     int64_t T = T0;
     size_t n = 0;
@@ -834,6 +850,7 @@ static void test_random_against_model(void **state)
         if (step == 300)
             T += 2 * HOUR; /* a jump */
         sp_win_advance(w, T);
+        size_t first = n;
         for (int k = rand() % 10; k > 0 && n < EVENTS; k--) {
             model_event m = {rand() % VIDEOS, rand() % 4, T - rand() % (2 * HOUR) + 3000};
             /* Kept only where the window still covers it, as the daemon does. */
@@ -843,17 +860,28 @@ static void test_random_against_model(void **state)
             sp_win_add(w, &e, NULL);
             evs[n++] = m;
         }
-        records r = encode(w);
-        for (int i = 0; i < r.argc; i++)
-            if (strcmp(r.argv[i], "w") == 0) {
-                int v = atoi(r.argv[i + 1] + 1);
-                int64_t d[SP_WIN_FIELDS];
-                int m = w_deltas(&r, i, d);
-                for (int f = 0; f < SP_WIN_FIELDS; f++)
-                    redis[v][f] += d[f];
-                i = m + atoi(r.argv[m]) * 5;
-            }
-        records_free(&r);
+        for (int pass = 0; pass == 0 || sp_win_backlog(w) > 0; pass++) {
+            records r = encode(w);
+            int written[VIDEOS] = {0};
+            for (int i = 0; i < r.argc; i++)
+                if (strcmp(r.argv[i], "s") == 0 && r.argv[i + 1][0] == 'v')
+                    written[atoi(r.argv[i + 1] + 3)] = 1;
+            for (int i = 0; i < r.argc; i++)
+                if (strcmp(r.argv[i], "w") == 0) {
+                    int v = atoi(r.argv[i + 1] + 1);
+                    int64_t d[SP_WIN_FIELDS];
+                    int m = w_deltas(&r, i, d);
+                    for (int f = 0; f < SP_WIN_FIELDS; f++)
+                        redis[v][f] += d[f];
+                    i = m + atoi(r.argv[m]) * 5;
+                }
+            records_free(&r);
+            for (size_t k = first; pass == 0 && k < n; k++)
+                if (!written[evs[k].video])
+                    fail_msg("step %d: video %d had an event and was not written", step,
+                             evs[k].video);
+            deferred += pass > 0;
+        }
         for (int v = 0; v < VIDEOS; v++)
             for (int f = 0; f < SP_WIN_FIELDS; f++) {
                 int64_t want = model_value(evs, n, v, f, T);
@@ -863,7 +891,18 @@ static void test_random_against_model(void **state)
             }
     }
     assert_true(sp_win_bytes(w) > 0);
+    assert_true(budget == 0 ? deferred == 0 : deferred > 0);
     sp_win_free(w);
+}
+
+static void test_random_against_model(void **state)
+{
+    random_against_model(0);
+}
+
+static void test_random_with_clock_budget(void **state)
+{
+    random_against_model(3);
 }
 
 int main(void)
@@ -882,6 +921,7 @@ int main(void)
         cmocka_unit_test(test_live_edge_same_after_restart),
         cmocka_unit_test(test_live_edge_independent_of_flushes),
         cmocka_unit_test(test_random_against_model),
+        cmocka_unit_test(test_random_with_clock_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
