@@ -32,6 +32,14 @@
  * seconds. What is left goes out right after the acknowledgement. */
 #define SP_FLUSH_CLOCK_ENTITIES 2000
 
+/* A partition's windows, as every flush of the pipeline writes them. */
+static sp_win *sp__part_win_new(void)
+{
+    sp_win *w = sp_win_new();
+    sp_win_set_clock_budget(w, SP_FLUSH_CLOCK_ENTITIES);
+    return w;
+}
+
 static sp_part *sp__part_find(sp_daemon *d, const char *topic, int32_t partition)
 {
     for (size_t i = 0; i < d->n_parts; i++) {
@@ -51,8 +59,7 @@ static sp_part *sp__part_new(sp_daemon *d, const char *topic, int32_t partition)
     p->next = -1;
     p->pending = sp_batch_new();
     p->pending_gen = ++d->next_gen;
-    p->win = sp_win_new();
-    sp_win_set_clock_budget(p->win, SP_FLUSH_CLOCK_ENTITIES);
+    p->win = sp__part_win_new();
     p->max_ts = -1;
     sp_buf_init(&p->inflight_cmd);
     p->end_at_start = -1;
@@ -292,9 +299,10 @@ static void sp__apply_cb(sp_daemon *d, redisReply *reply, void *priv)
         p->seq = p->inflight_seq;
         sp_histogram_observe(&d->flush_hist,
                              (double)(uv_now(d->loop) - p->inflight_sent_ms) / 1000.0);
-        sp_debug("pipeline", "flushed topic=%s partition=%d events=%" PRIu64 " videos=%zu bytes=%zu ms=%" PRIu64,
-                 p->topic, (int)p->partition, sp_batch_events(done), sp_batch_videos(done),
-                 p->inflight_cmd.len, uv_now(d->loop) - p->inflight_sent_ms);
+        sp_debug("pipeline", "flushed topic=%s partition=%d events=%" PRIu64 " videos=%zu bytes=%zu ms=%" PRIu64
+                 " backlog=%zu", p->topic, (int)p->partition, sp_batch_events(done),
+                 sp_batch_videos(done), p->inflight_cmd.len, uv_now(d->loop) - p->inflight_sent_ms,
+                 sp_win_backlog(p->win));
         d->flushes++;
         d->flushed_events += sp_batch_events(done);
         if (reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_INTEGER &&
@@ -622,7 +630,7 @@ static void sp__lookup_state(sp_daemon *d, sp__lookup *lk, int i, redisReply *re
     if (p == NULL || p->state != SP_PART_ASSIGNING)
         return; /* revoked meanwhile */
     sp_win_free(p->win);
-    p->win = sp_win_new();
+    p->win = sp__part_win_new();
     p->seq = 0;
     p->max_ts = -1; /* heard from again once it delivers */
     p->eof = 0;
