@@ -194,9 +194,9 @@ static void sp__consume(sp_daemon *d)
             rd_kafka_message_destroy(msgs[i]);
         }
         taken += n > 0 ? (size_t)n : 0;
-    } while (n == SP_CONSUME_BATCH && taken < SP_CONSUME_SLICE);
-    if (n == SP_CONSUME_BATCH)
-        uv_idle_start(&d->rk_idle, sp__rk_idle_cb);
+    } while (n > 0 && taken < SP_CONSUME_SLICE);
+    if (n > 0)
+        uv_idle_start(&d->rk_idle, sp__rk_idle_cb); /* maybe more: until one comes back empty */
     else
         uv_idle_stop(&d->rk_idle);
     sp_daemon_check_progress(d);
