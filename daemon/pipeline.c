@@ -173,7 +173,8 @@ int sp_pipeline_on_message(sp_daemon *d, rd_kafka_message_t *rkm, int64_t now_ms
     }
     if (rc == 0) {
         sp_batch_add(p->pending, &ev);
-        sp_win_add(p->win, &ev, &d->cfg);
+        if (d->cfg.windows)
+            sp_win_add(p->win, &ev, &d->cfg);
         if (ev.ts_ms > p->max_ts)
             p->max_ts = ev.ts_ms;
         d->events_by_type[ev.type]++;

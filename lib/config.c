@@ -80,6 +80,9 @@ static const sp__key sp__keys[] = {
      "500000", 1000, 100000000, NULL, 0,
      "Events held in memory, not yet acknowledged by Redis, past which\n"
      "fetching pauses (backpressure) until Redis catches up."},
+    {"pipeline", "windows", SP_T_BOOL, C(windows), "true", 0, 0, NULL, 0,
+     "false: totals only (SPEC 3's totals, creators, reach, demo, sharers);\n"
+     "no rolling windows, rates, leaderboards, series, detector or alerts."},
     {"momentum", "min_velocity", SP_T_DOUBLE, C(min_velocity), "5", 0, 1e9,
      NULL, SP_CF_RELOADABLE, "Shares per minute below which a video stays quiet."},
     {"momentum", "min_z", SP_T_DOUBLE, C(min_z), "3", 0, 1e9, NULL,

@@ -57,6 +57,7 @@ typedef struct sp_config {
     int64_t max_future_ms;
     int64_t top_n;
     int64_t max_pending_events;
+    int windows;         /* 0: totals only */
     /* [momentum] */
     double min_velocity;
     double min_z;

@@ -9,8 +9,11 @@
 #   2. sp-rawconsume --parse: the same plus the daemon's parse and
 #      validation of each event (Jansson), nothing else: the ceiling of
 #      any daemon built on that parser, on this machine;
-#   3. sharepulsed --drain: parse, validate, aggregate, apply to Redis
-#      exactly once (offsets in the same atomic unit), commit.
+#   3. sharepulsed --drain with pipeline.windows=false (the spine: totals
+#      only): parse, validate, aggregate, apply to Redis exactly once
+#      (offsets in the same atomic unit), commit;
+#   4. sharepulsed --drain with everything on (windows, rates, leaderboards,
+#      series, detector), and its rate against 3.
 # Prints events/s of each, their ratio, the daemon's peak RSS and the
 # latency of a flush (batch sent to Redis -> acknowledged); then runs the
 # daemon live at SP_BENCH_RATE events/s (50000) and samples the latency from
@@ -32,18 +35,21 @@ echo "bench: raw consume + the daemon's parse (Jansson), nothing else"
 PARSE=$("$BUILD/sp-rawconsume" "$B" "$TOPIC" --parse)
 echo "  $PARSE"
 
-echo "bench: sharepulsed --drain"
-LOG=$(mktemp)
-/usr/bin/time -f "maxrss_kb=%M" "$BUILD/sharepulsed" --set kafka.brokers="$B" \
-    --set kafka.topics="$TOPIC" --set kafka.group="$TOPIC" --set kafka.dlq_topic= \
-    --set redis.port="$SP_REDIS_PORT" --set redis.prefix="$TOPIC:" \
-    --set log.level=debug --drain 2>"$LOG"
-
-/usr/bin/python3 - "$LOG" "$RAW" "$N" "$PARSE" <<'PY'
+# drain NAME [--set ...]: times sharepulsed --drain of the topic into its
+# own key prefix and group; prints its RESULT line, keeps its events/s.
+drain() {
+    NAME=$1; shift
+    echo "bench: sharepulsed --drain ($NAME)"
+    LOG=$(mktemp)
+    /usr/bin/time -f "maxrss_kb=%M" "$BUILD/sharepulsed" --set kafka.brokers="$B" \
+        --set kafka.topics="$TOPIC" --set kafka.group="$TOPIC-$NAME" --set kafka.dlq_topic= \
+        --set redis.port="$SP_REDIS_PORT" --set redis.prefix="$TOPIC-$NAME:" \
+        --set log.level=debug "$@" --drain 2>"$LOG"
+    /usr/bin/python3 - "$LOG" "$RAW" "$N" "$PARSE" "$NAME" <<'PY'
 import json, re, sys
 from datetime import datetime
 log, raw, n = open(sys.argv[1]).read().splitlines(), json.loads(sys.argv[2]), int(sys.argv[3])
-parse = json.loads(sys.argv[4])
+parse, name = json.loads(sys.argv[4]), sys.argv[5]
 def t(line):
     return datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
 start = next(t(l) for l in log if "pipeline: assigned" in l)
@@ -53,14 +59,24 @@ rss = next(int(l.split("=")[1]) for l in log if l.startswith("maxrss_kb="))
 eps = n / (end - start)
 pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
 print("  events=%d seconds=%.2f events_per_s=%.0f" % (n, end - start, eps))
-print("RESULT raw_events_per_s=%.0f daemon_events_per_s=%.0f ratio=%.2f peak_rss_mb=%.0f "
+print("RESULT %s raw_events_per_s=%.0f daemon_events_per_s=%.0f ratio=%.2f peak_rss_mb=%.0f "
       "flushes=%d flush_latency_ms_p50=%d p99=%d max=%d" %
-      (raw["msgs_per_s"], eps, eps / raw["msgs_per_s"], rss / 1024, len(lat),
+      (name, raw["msgs_per_s"], eps, eps / raw["msgs_per_s"], rss / 1024, len(lat),
        pct(0.5), pct(0.99), lat[-1]))
-print("RESULT parse_only_events_per_s=%.0f parse_only_ratio=%.2f daemon_vs_parse_only=%.2f" %
-      (parse["msgs_per_s"], parse["msgs_per_s"] / raw["msgs_per_s"], eps / parse["msgs_per_s"]))
+print("RESULT %s parse_only_events_per_s=%.0f parse_only_ratio=%.2f daemon_vs_parse_only=%.2f" %
+      (name, parse["msgs_per_s"], parse["msgs_per_s"] / raw["msgs_per_s"], eps / parse["msgs_per_s"]))
+open(sys.argv[1] + ".eps", "w").write("%.0f" % eps)
 PY
-rm -f "$LOG"
+    EPS=$(cat "$LOG.eps")
+    rm -f "$LOG" "$LOG.eps"
+}
+
+# The spine alone (pipeline.windows=false), then everything on (the default).
+drain totals --set pipeline.windows=false
+TOTALS_EPS=$EPS
+drain full
+echo "RESULT windows_vs_totals=$(/usr/bin/python3 -c "print('%.2f' % ($EPS / $TOTALS_EPS))")" \
+    "totals_events_per_s=$TOTALS_EPS full_events_per_s=$EPS"
 
 # Steady state: the daemon runs live while the generator produces at a fixed
 # rate; the latency from an event's creation (its ts, the wall clock at

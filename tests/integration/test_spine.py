@@ -100,6 +100,28 @@ def test_second_drain_counts_nothing_twice(scenario, stack):
     assert mismatches(stack.redis(), scenario.prefix, exp) == []
 
 
+def test_totals_only_mode_writes_the_totals_and_nothing_of_the_windows(scenario, stack):
+    """pipeline.windows=false (the spine alone, as the benchmark compares it):
+    the same exact totals, and no window field, leaderboard, series or
+    window state."""
+    scenario.loadgen("--count", 20000, "--videos", 300, "--creators", 30, "--seed", 5)
+    exp = scenario.expected()
+    scenario.drain("--set", "pipeline.windows=false")
+    r = stack.redis()
+    assert mismatches(r, scenario.prefix, exp) == []
+    window_fields = {"views_1m", "shares_24h", "velocity", "er_1h", "updated_ms", "level"}
+    for vid in exp["videos"]:
+        assert not window_fields & set(r.hkeys("%sv:{%s}" % (scenario.prefix, vid))), vid
+    keys = set(r.scan_iter(scenario.prefix + "*", count=1000))
+    assert not [k for k in keys if k.endswith(":series") or ":top:" in k]
+    # The state hashes hold their sequence markers and nothing else.
+    states = [k for k in keys if ":win:" in k]
+    assert states and all(set(r.hkeys(k)) == {"#seq"} for k in states)
+    for vid in list(exp["videos"])[:20]:
+        assert r.hget("%sc:{%s}" % (scenario.prefix, exp["videos"][vid]["creator_id"]),
+                      "follows_24h") is None
+
+
 def test_redis_outage_pauses_fetching_and_loses_nothing(scenario, stack):
     gen, d = scenario.live("--count", 200000, "--rate", 20000, "--videos", 2000,
                            "--creators", 100, "--seed", 11,
