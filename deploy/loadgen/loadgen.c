@@ -235,7 +235,9 @@ static void usage(void)
             "  --noisy N[:R]        N tail videos share about R a minute (4), times\n"
             "                       0.5, 1 or 1.5 each minute: noise, never a burst\n"
             "  --span-hours H       spread event times evenly over the last H hours,\n"
-            "                       in order, instead of the wall clock (0)\n");
+            "                       in order, instead of the wall clock (0)\n"
+            "  --unkeyed            messages without a key (each lands on a random\n"
+            "                       partition, so a video's events spread over all)\n");
 }
 
 int main(int argc, char **argv)
@@ -251,6 +253,7 @@ int main(int argc, char **argv)
     noisy_t noisy[64];
     int n_noisy = 0;
     double noisy_rate = 4;
+    int unkeyed = 0;
 
     static const struct option opts[] = {
         {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'}, {"count", 1, 0, 'n'},
@@ -258,7 +261,7 @@ int main(int argc, char **argv)
         {"users", 1, 0, 'u'},   {"zipf", 1, 0, 'z'},   {"seed", 1, 0, 's'},
         {"bad", 1, 0, 'x'},     {"burst", 1, 0, 'B'},  {"expect", 1, 0, 'e'},
         {"create-topic", 1, 0, 'p'}, {"prefix", 1, 0, 'P'}, {"span-hours", 1, 0, 'S'},
-        {"noisy", 1, 0, 'N'},
+        {"noisy", 1, 0, 'N'},   {"unkeyed", 0, 0, 'U'},
         {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
     int c;
@@ -278,6 +281,7 @@ int main(int argc, char **argv)
         case 'p': partitions = atoi(optarg); break;
         case 'P': prefix = optarg; break;
         case 'S': span_h = atof(optarg); break;
+        case 'U': unkeyed = 1; break;
         case 'N':
             n_noisy = 0;
             if (sscanf(optarg, "%d:%lf", &n_noisy, &noisy_rate) < 1 || n_noisy < 0 ||
@@ -510,7 +514,7 @@ int main(int argc, char **argv)
             sp_buf_appends(&b, "}");
             snprintf(key, sizeof(key), "%s", vid);
         }
-        produce(&o, key, b.data, b.len);
+        produce(&o, unkeyed ? NULL : key, b.data, b.len);
         sp_buf_free(&b);
         produced++;
     }

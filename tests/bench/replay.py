@@ -56,18 +56,21 @@ def proxy(listen_port, redis_port, path, max_bytes):
 def commands(data):
     """Every RESP array in data, as lists of bytes."""
     i = 0
-    while i < len(data) and data[i:i + 1] == b"*":
-        j = data.index(b"\r\n", i)
-        n, i = int(data[i + 1:j]), j + 2
-        args = []
-        for _ in range(n):
+    try:
+        while i < len(data) and data[i:i + 1] == b"*":
             j = data.index(b"\r\n", i)
-            ln, i = int(data[i + 1:j]), j + 2
-            if i + ln > len(data):
-                return
-            args.append(data[i:i + ln])
-            i += ln + 2
-        yield args
+            n, i = int(data[i + 1:j]), j + 2
+            args = []
+            for _ in range(n):
+                j = data.index(b"\r\n", i)
+                ln, i = int(data[i + 1:j]), j + 2
+                if i + ln > len(data):
+                    return
+                args.append(data[i:i + ln])
+                i += ln + 2
+            yield args
+    except ValueError:
+        return  # the capture ends inside this command
 
 
 def records(argv):

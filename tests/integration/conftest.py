@@ -301,13 +301,36 @@ def window_mismatches(stack, scenario, limit=20):
     for v in vids:
         pipe.hgetall("%sv:{%s}" % (scenario.prefix, v))
     out, checked = [], 0
+    boards = {b: dict(r.zrange(scenario.prefix + "top:" + b, 0, -1, withscores=True))
+              for b in ("velocity", "shares_1h")}
     for v, h in zip(vids, pipe.execute()):
         clock = int(h.get("updated_ms", 0))
+        val = {}
         for m in METRICS:
             for w in WINDOWS:
-                want = window_value(by_video[v][m], w, clock)
+                want = val[m, w] = window_value(by_video[v][m], w, clock)
                 got = int(h.get("%s_%s" % (m, w), 0))
                 checked += 1
                 if got != want:
                     out.append("%s %s_%s: redis %d, model %d at %d" % (v, m, w, got, want, clock))
+        # What is derived from them: rates (absent while there are no views),
+        # velocity, and the leaderboards (trimmed to top_n: members only).
+        derived = {"velocity": "%.1f" % (val["shares", "5m"] / 5)}
+        for w in ("1h", "24h"):
+            views = val["views", w]
+            eng = val["likes", w] + val["comments", w] + val["shares", w]
+            derived["er_" + w] = "%.4f" % (eng / views) if views else None
+            derived["share_rate_" + w] = "%.4f" % (val["shares", w] / views) if views else None
+        derived["top:velocity"] = val["shares", "5m"] / 5 or None
+        derived["top:shares_1h"] = float(val["shares", "1h"]) or None
+        for name, want in derived.items():
+            if name.startswith("top:"):
+                got = boards[name[4:]].get(v)
+                if got is None and want is not None:
+                    continue  # trimmed, or not yet there
+            else:
+                got = h.get(name)
+            checked += 1
+            if got != want:
+                out.append("%s %s: redis %r, model %r at %d" % (v, name, got, want, clock))
     return out[:limit], checked
