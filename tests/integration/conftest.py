@@ -303,7 +303,8 @@ def window_mismatches(stack, scenario, limit=20):
     out, checked = [], 0
     boards = {b: dict(r.zrange(scenario.prefix + "top:" + b, 0, -1, withscores=True))
               for b in ("velocity", "shares_1h")}
-    for v, h in zip(vids, pipe.execute()):
+    hashes = pipe.execute()
+    for v, h in zip(vids, hashes):
         clock = int(h.get("updated_ms", 0))
         val = {}
         for m in METRICS:
@@ -333,4 +334,26 @@ def window_mismatches(stack, scenario, limit=20):
             checked += 1
             if got != want:
                 out.append("%s %s: redis %r, model %r at %d" % (v, name, got, want, clock))
+    # The per-minute series: each minute, as the sum of its events (SPEC 3)
+    # whatever partitions they came from. Checked up to a few seconds
+    # before the run's last clock, which every partition's clock had passed
+    # (each writes a minute when its own clock passes the minute's end).
+    upto = max(int(h.get("updated_ms", 0)) for h in hashes) - 5000
+    pipe = r.pipeline(transaction=False)
+    for v in vids:
+        pipe.xrange("%sv:{%s}:series" % (scenario.prefix, v))
+    for v, entries in zip(vids, pipe.execute()):
+        want = {}
+        for m in METRICS:
+            for ts in by_video[v][m]:
+                start = ts // MIN_MS * MIN_MS
+                if start + MIN_MS <= upto:
+                    want.setdefault(start, dict.fromkeys(METRICS, 0))[m] += 1
+        got = {int(i.split("-")[0]): {m: int(f[m]) for m in METRICS} for i, f in entries}
+        got = {k: c for k, c in got.items() if k + MIN_MS <= upto}
+        checked += 1
+        if got != want:
+            diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+            out.append("%s series: %d minutes differ, first %d: redis %s, model %s" %
+                       (v, len(diff), diff[0], got.get(diff[0]), want.get(diff[0])))
     return out[:limit], checked

@@ -137,10 +137,11 @@ def test_values_decay_to_zero_on_time_without_new_events(scenario, stack):
 def test_windows_after_sigkills_equal_a_model_of_the_log(scenario, stack, keys):
     """Keyed by video id, each video's events are on one partition; without
     keys they spread over every partition, whose contributions to a video's
-    windows add up in Redis."""
+    windows and series add up in Redis. Event times span 6 minutes, so the
+    series has minutes to check."""
     rnd = random.Random(11)
     gen = scenario.loadgen("--count", 240000, "--rate", 20000, "--videos", 2000,
-                           "--creators", 200, "--seed", 9,
+                           "--creators", 200, "--seed", 9, "--span-hours", 0.1,
                            *(["--unkeyed"] if keys == "none" else []), background=True)
     _, static = scenario.kill_repeatedly(gen, 4, rnd, "wcrash", max_wait=1.5)
     wait_for(lambda: gen.poll() is not None, 120, "the load generator")
