@@ -644,6 +644,8 @@ static void sp__lookup_state(sp_daemon *d, sp__lookup *lk, int i, redisReply *re
             p->seq = strtoll(v->str, NULL, 10);
         else if (f->len > 0 && f->str[0] == '!')
             sp_alerts_queue(d, tp->topic, tp->partition, f->str, f->len, v->str, v->len);
+        else if (!d->cfg.windows)
+            continue; /* kept as it is, frozen with the fields it wrote */
         else if (sp_win_load(p->win, f->str, f->len, v->str, v->len) != 0)
             bad++;
     }

@@ -304,6 +304,7 @@ def window_mismatches(stack, scenario, limit=20):
     boards = {b: dict(r.zrange(scenario.prefix + "top:" + b, 0, -1, withscores=True))
               for b in ("velocity", "shares_1h")}
     hashes = pipe.execute()
+    nonzero_velocity = nonzero_shares = 0
     for v, h in zip(vids, hashes):
         clock = int(h.get("updated_ms", 0))
         val = {}
@@ -324,6 +325,8 @@ def window_mismatches(stack, scenario, limit=20):
             derived["share_rate_" + w] = "%.4f" % (val["shares", w] / views) if views else None
         derived["top:velocity"] = val["shares", "5m"] / 5 or None
         derived["top:shares_1h"] = float(val["shares", "1h"]) or None
+        nonzero_velocity += derived["top:velocity"] is not None
+        nonzero_shares += derived["top:shares_1h"] is not None
         for name, want in derived.items():
             if name.startswith("top:"):
                 got = boards[name[4:]].get(v)
@@ -334,6 +337,12 @@ def window_mismatches(stack, scenario, limit=20):
             checked += 1
             if got != want:
                 out.append("%s %s: redis %r, model %r at %d" % (v, name, got, want, clock))
+    # A trimmed board can miss members (above), but not be empty or long.
+    for b, want_any in (("velocity", nonzero_velocity), ("shares_1h", nonzero_shares)):
+        checked += 1
+        if want_any and not 0 < len(boards[b]) <= 1000:
+            out.append("top:%s holds %d members, %d videos have a value" %
+                       (b, len(boards[b]), want_any))
     # The per-minute series: each minute, as the sum of its events (SPEC 3)
     # whatever partitions they came from. Checked up to a few seconds
     # before the run's last clock, which every partition's clock had passed

@@ -4,6 +4,7 @@ and config errors."""
 import json
 import os
 import subprocess
+import time
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -120,6 +121,35 @@ def test_totals_only_mode_writes_the_totals_and_nothing_of_the_windows(scenario,
     for vid in list(exp["videos"])[:20]:
         assert r.hget("%sc:{%s}" % (scenario.prefix, exp["videos"][vid]["creator_id"]),
                       "follows_24h") is None
+
+
+def test_turning_windows_off_freezes_them_and_keeps_counting_totals(scenario, stack):
+    """A group that ran with windows and is restarted with
+    pipeline.windows=false: its window fields stay as they were (no decay
+    written from the old state), its totals go on counting exactly."""
+    scenario.loadgen("--count", 20000, "--videos", 300, "--creators", 30, "--seed", 5,
+                     "--span-hours", 0.05)   # the last 3 minutes: 1m windows decay
+    first = scenario.expected()
+    scenario.drain()
+    r = stack.redis()
+    key = lambda v: "%sv:{%s}" % (scenario.prefix, v)
+    derived = {"velocity", "er_1h", "er_24h", "share_rate_1h", "share_rate_24h",
+               "updated_ms", "level", "baseline", "momentum"}
+    windowed = lambda h: {k: v for k, v in h.items()
+                          if k in derived or k.endswith(("_1m", "_5m", "_1h", "_24h"))}
+    before = {vid: windowed(r.hgetall(key(vid))) for vid in first["videos"]}
+    assert any("views_1m" in h for h in before.values())
+    scenario.expect_path += ".2"
+    scenario.loadgen("--count", 5000, "--videos", 300, "--creators", 30, "--seed", 6)
+    second = scenario.expected()
+    time.sleep(2.5)  # a 2 s bucket of the first events leaves the 1m window
+    scenario.drain("--set", "pipeline.windows=false")
+    for vid in first["videos"]:
+        h = r.hgetall(key(vid))
+        assert windowed(h) == before[vid], vid
+        views = first["videos"][vid].get("views", 0) + \
+            second["videos"].get(vid, {}).get("views", 0)
+        assert int(h.get("views", 0)) == views, vid
 
 
 def test_redis_outage_pauses_fetching_and_loses_nothing(scenario, stack):
