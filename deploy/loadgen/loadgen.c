@@ -236,8 +236,9 @@ static void usage(void)
             "                       0.5, 1 or 1.5 each minute: noise, never a burst\n"
             "  --span-hours H       spread event times evenly over the last H hours,\n"
             "                       in order, instead of the wall clock (0)\n"
-            "  --unkeyed            messages without a key (each lands on a random\n"
-            "                       partition, so a video's events spread over all)\n");
+            "  --unkeyed            events without a key: librdkafka spreads them over\n"
+            "                       the partitions (a new one every 10 ms), so each\n"
+            "                       video's events land on all of them\n");
 }
 
 int main(int argc, char **argv)
