@@ -24,10 +24,8 @@
  *
  * Window deltas are added to what the hash holds, so several partitions
  * can contribute to one video; rates, velocity and the leaderboards are
- * then derived from the sums. Likewise a minute of the series holds the
- * sum of every partition's counts: a stream only appends, so when another
- * partition has already written that minute (or a later one), the series
- * is written again with the minute's counts added (series()).
+ * then derived from the sums. Not the series: a minute's entry is written
+ * by the first partition to pass it (docs/windows.md).
  *
  * Every write goes through pcall: a key of the wrong type (someone else's
  * data under our prefix) loses that one write, counted in the reply's
@@ -67,36 +65,6 @@ const char sp_apply_script[] =
     "local function rate(args, dels, name, num, den)\n"
     "  if den > 0 then args[#args + 1] = name; args[#args + 1] = string.format('%.4f', num / den)\n"
     "  else dels[#dels + 1] = name end\n"
-    "end\n"
-    "local SF = {'views', 'likes', 'comments', 'shares'}\n"
-    "local function series(key, minute, ...)\n"
-    "  local oldest = T - 86400000\n"
-    "  local r = redis.pcall('XADD', key, 'MINID', oldest, minute .. '-0', 'views', select(1, ...),\n"
-    "    'likes', select(2, ...), 'comments', select(3, ...), 'shares', select(4, ...))\n"
-    "  if type(r) ~= 'table' or not r.err then return end\n"
-    "  if not string.find(r.err, 'equal or smaller', 1, true) then errors = errors + 1; return end\n"
-    "  -- Another partition has written this minute, or a later one: the\n"
-    "  -- video's events are on several partitions. A stream only appends, so\n"
-    "  -- it is written again with this partition's counts added to the minute.\n"
-    "  local add, rows, m = {...}, {}, tonumber(minute)\n"
-    "  for _, e in ipairs(redis.call('XRANGE', key, '-', '+')) do\n"
-    "    local t, f = tonumber(string.match(e[1], '^(%d+)')), {}\n"
-    "    for k = 1, #e[2], 2 do f[e[2][k]] = tonumber(e[2][k + 1]) end\n"
-    "    if m and t > m then rows[#rows + 1] = {m, add}; m = nil end\n"
-    "    if t == m then\n"
-    "      for k = 1, 4 do add[k] = add[k] + (f[SF[k]] or 0) end\n"
-    "    else\n"
-    "      rows[#rows + 1] = {t, {f.views or 0, f.likes or 0, f.comments or 0, f.shares or 0}}\n"
-    "    end\n"
-    "  end\n"
-    "  if m then rows[#rows + 1] = {m, add} end\n"
-    "  redis.call('DEL', key)\n"
-    "  for _, row in ipairs(rows) do\n"
-    "    local n = row[2]\n"
-    "    if row[1] >= oldest then\n"
-    "      call('XADD', key, row[1] .. '-0', 'views', n[1], 'likes', n[2], 'comments', n[3], 'shares', n[4])\n"
-    "    end\n"
-    "  end\n"
     "end\n"
     "local creators, corder = {}, {}\n"
     "local function cagg(c)\n"
@@ -210,7 +178,8 @@ const char sp_apply_script[] =
     "    if ch[14] then board(topv, id, v[14] / 5, old14) end\n"
     "    if ch[15] then board(tops, id, v[15], old15) end\n"
     "    for j = s + 1, s + 5 * (nm - 1) + 1, 5 do\n"
-    "      series(vk .. ':series', ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4])\n"
+    "      redis.pcall('XADD', vk .. ':series', 'MINID', T - 86400000, ARGV[j] .. '-0',\n"
+    "        'views', ARGV[j + 1], 'likes', ARGV[j + 2], 'comments', ARGV[j + 3], 'shares', ARGV[j + 4])\n"
     "    end\n"
     "  elseif kind == 'f' then\n"
     "    call('HINCRBY', pfx .. 'c:{' .. ARGV[i + 1] .. '}', 'follows_24h', ARGV[i + 2])\n"
